@@ -1,0 +1,129 @@
+"""The only importer of :mod:`torchvox._native`: the Python side of the Rust boundary.
+
+Everything that crosses into Rust goes through here:
+
+* tensors become C-contiguous NumPy arrays once (``tensor.numpy()`` is zero-copy
+  for contiguous CPU tensors) and results come back as tensors without a copy;
+* the thread count of the native pool is (re)configured lazily per process, so
+  a forked ``DataLoader`` worker runs kernels on one thread by default and the
+  loader's processes do not oversubscribe the cores.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import _native
+
+__all__ = ["get_num_threads", "native", "set_num_threads", "to_numpy", "to_tensor"]
+
+_ENV_VARIABLE = "TORCHVOX_NUM_THREADS"
+
+#: Threads requested with :func:`set_num_threads`, or None for the default.
+_requested_threads: int | None = None
+#: (pid, threads) of the last configuration sent to the native pool.
+_configured: tuple[int, int] | None = None
+
+
+def _in_dataloader_worker() -> bool:
+    return torch.utils.data.get_worker_info() is not None
+
+
+def _default_num_threads() -> int:
+    from_environment = os.environ.get(_ENV_VARIABLE)
+    if from_environment:
+        try:
+            threads = int(from_environment)
+        except ValueError:
+            raise ValueError(
+                f"{_ENV_VARIABLE} must be a positive integer, got {from_environment!r}"
+            ) from None
+        if threads < 1:
+            raise ValueError(f"{_ENV_VARIABLE} must be a positive integer, got {threads}")
+        return threads
+    if _in_dataloader_worker():
+        return 1
+    return os.cpu_count() or 1
+
+
+def get_num_threads() -> int:
+    """Return the number of threads torchvox kernels use in this process.
+
+    Returns:
+        The value given to :func:`set_num_threads`; otherwise ``TORCHVOX_NUM_THREADS``;
+        otherwise 1 inside a PyTorch ``DataLoader`` worker (the loader already runs
+        one process per worker) and the number of cores elsewhere.
+    """
+    if _requested_threads is not None:
+        return _requested_threads
+    return _default_num_threads()
+
+
+def set_num_threads(num_threads: int | None) -> None:
+    """Set the number of threads torchvox kernels use in this process.
+
+    Args:
+        num_threads: A positive number of threads, or ``None`` to return to the
+            default (see :func:`get_num_threads`).
+
+    Raises:
+        ValueError: If ``num_threads`` is not a positive integer.
+    """
+    global _requested_threads
+    if num_threads is not None:
+        if isinstance(num_threads, bool) or not isinstance(num_threads, int | np.integer):
+            raise TypeError(f"num_threads must be an int or None, got {num_threads!r}")
+        if num_threads < 1:
+            raise ValueError(f"num_threads must be a positive integer, got {num_threads}")
+        num_threads = int(num_threads)
+    _requested_threads = num_threads
+    _configure_pool()
+
+
+def _configure_pool() -> None:
+    global _configured
+    wanted = (os.getpid(), get_num_threads())
+    if _configured != wanted:
+        _native.set_num_threads(wanted[1])
+        _configured = wanted
+
+
+def native() -> Any:
+    """Return the extension module with the pool configured for this process."""
+    if _configured is None or _configured[0] != os.getpid():
+        _configure_pool()
+    elif _requested_threads is None and _in_dataloader_worker() and _configured[1] != 1:
+        # A worker started by a loader that spawned rather than forked.
+        _configure_pool()
+    return _native
+
+
+def to_numpy(data: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Return a C-contiguous NumPy view (or, when needed, copy) of ``data``.
+
+    Args:
+        data: A CPU tensor or a NumPy array of any shape.
+
+    Returns:
+        A C-contiguous array sharing memory with ``data`` whenever it already was.
+    """
+    if isinstance(data, torch.Tensor):
+        if data.device.type != "cpu":
+            data = data.cpu()
+        if data.requires_grad:
+            data = data.detach()
+        if data.dtype == torch.bool:
+            data = data.to(torch.uint8)
+        array = data.numpy()
+    else:
+        array = np.asarray(data)
+    return np.ascontiguousarray(array)
+
+
+def to_tensor(array: np.ndarray) -> torch.Tensor:
+    """Wrap a NumPy array returned by a kernel as a tensor without copying."""
+    return torch.from_numpy(array)

@@ -1,0 +1,132 @@
+//! The process-local, fork-safe rayon pool that every kernel runs in.
+//!
+//! rayon's global pool must never be used: a process forked by a PyTorch
+//! `DataLoader` inherits the parent's pool bookkeeping but none of its threads,
+//! and the first parallel call in the child deadlocks. This module keeps one
+//! pool per process id and silently builds a new one after a fork.
+
+use std::sync::{Arc, Mutex};
+
+use rayon::{ThreadPool, ThreadPoolBuilder};
+
+use crate::error::{Error, Result};
+
+struct PoolState {
+    /// Process that built `pool`; a different current pid means we were forked.
+    pid: u32,
+    /// Requested number of threads; 0 means "all available cores".
+    requested: usize,
+    pool: Option<Arc<ThreadPool>>,
+}
+
+static STATE: Mutex<PoolState> = Mutex::new(PoolState {
+    pid: 0,
+    requested: 0,
+    pool: None,
+});
+
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn lock_state() -> std::sync::MutexGuard<'static, PoolState> {
+    // A poisoned lock only means another thread panicked while holding it; the
+    // state itself (a few integers and an Arc) is always consistent.
+    STATE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Sets the number of threads kernels use in this process (0 = all cores).
+///
+/// The pool is rebuilt lazily on the next kernel call.
+pub fn set_num_threads(threads: usize) {
+    let mut state = lock_state();
+    if state.requested != threads {
+        state.requested = threads;
+        forget_pool(&mut state);
+    }
+}
+
+/// Number of threads the next kernel call will use.
+pub fn num_threads() -> usize {
+    let state = lock_state();
+    resolve(state.requested)
+}
+
+fn resolve(requested: usize) -> usize {
+    if requested == 0 {
+        available_cores()
+    } else {
+        requested
+    }
+}
+
+fn forget_pool(state: &mut PoolState) {
+    if let Some(pool) = state.pool.take() {
+        if state.pid == std::process::id() {
+            drop(pool);
+        } else {
+            // Inherited across fork: its worker threads do not exist here, so
+            // dropping it could wait on them forever. Leak it instead.
+            std::mem::forget(pool);
+        }
+    }
+}
+
+fn current_pool() -> Result<Arc<ThreadPool>> {
+    let mut state = lock_state();
+    let pid = std::process::id();
+    if state.pid != pid {
+        forget_pool(&mut state);
+        state.pid = pid;
+    }
+    if let Some(pool) = &state.pool {
+        return Ok(Arc::clone(pool));
+    }
+    let threads = resolve(state.requested);
+    let pool = ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("torchvox-{i}"))
+        .build()
+        .map_err(|e| Error::ThreadPool(e.to_string()))?;
+    let pool = Arc::new(pool);
+    state.pool = Some(Arc::clone(&pool));
+    Ok(pool)
+}
+
+/// Runs `f` inside this process's pool, so every rayon call in `f` uses it.
+pub fn install<R, F>(f: F) -> Result<R>
+where
+    R: Send,
+    F: FnOnce() -> Result<R> + Send,
+{
+    let pool = current_pool()?;
+    pool.install(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rayon::prelude::*;
+
+    #[test]
+    fn install_uses_requested_thread_count() {
+        set_num_threads(2);
+        let n = install(|| Ok(rayon::current_num_threads())).unwrap();
+        assert_eq!(n, 2);
+        set_num_threads(1);
+        let n = install(|| Ok(rayon::current_num_threads())).unwrap();
+        assert_eq!(n, 1);
+        set_num_threads(0);
+        assert_eq!(num_threads(), available_cores());
+    }
+
+    #[test]
+    fn install_propagates_errors_and_values() {
+        let sum: i64 = install(|| Ok((0..1000i64).into_par_iter().sum())).unwrap();
+        assert_eq!(sum, 499_500);
+        let err = install(|| -> Result<()> { Err(Error::Empty("x".into())) }).unwrap_err();
+        assert_eq!(err, Error::Empty("x".into()));
+    }
+}

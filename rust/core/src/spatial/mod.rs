@@ -1,0 +1,3 @@
+//! Spatial kernels: flips, crops and pads, resampling.
+
+pub mod flip;

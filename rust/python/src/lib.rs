@@ -1,0 +1,29 @@
+//! `torchvox._native`: the Python extension module. The only crate that knows
+//! pyo3 and numpy. Each binding extracts arrays, releases the GIL, runs one
+//! core kernel on the process-local pool ([`boundary::run`]) and returns new
+//! NumPy arrays.
+
+use pyo3::prelude::*;
+
+pub mod boundary;
+mod spatial;
+
+/// Sets the number of threads kernels use in this process (0 = all cores).
+#[pyfunction]
+fn set_num_threads(threads: usize) {
+    torchvox_core::parallel::set_num_threads(threads);
+}
+
+/// Number of threads kernels use in this process.
+#[pyfunction]
+fn get_num_threads() -> usize {
+    torchvox_core::parallel::num_threads()
+}
+
+#[pymodule]
+fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_function(wrap_pyfunction!(set_num_threads, module)?)?;
+    module.add_function(wrap_pyfunction!(get_num_threads, module)?)?;
+    spatial::register(module)?;
+    Ok(())
+}
