@@ -1,0 +1,57 @@
+"""A ``DataLoader`` whose batches are plain nested dictionaries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["SubjectsLoader"]
+
+
+class SubjectsLoader(DataLoader):
+    """``DataLoader`` for :class:`SubjectsDataset` (or any dataset of subjects or patches).
+
+    Its default collate function returns plain nested dictionaries rather than
+    ``Subject``/``Image`` objects: ``batch['t1']['data']`` is a ``(B, C, W, H, D)``
+    tensor, ``batch['t1']['affine']`` a NumPy ``(B, 4, 4)`` array,
+    ``batch['t1']['path']`` a list of strings, numbers become tensors and any other
+    value a list.
+
+    Args:
+        dataset: The dataset.
+        collate_fn: Custom collate function; the one described above if ``None``.
+        **kwargs: Any other ``torch.utils.data.DataLoader`` argument.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        **kwargs: Any,
+    ):
+        if collate_fn is None:
+            collate_fn = self._collate
+        super().__init__(dataset=dataset, collate_fn=collate_fn, **kwargs)
+
+    @staticmethod
+    def _collate(subjects: list[Any]) -> dict[str, Any]:
+        first = subjects[0]
+        return {key: _stack([subject[key] for subject in subjects]) for key in first}
+
+
+def _stack(values: list[Any]) -> Any:
+    """Stack the values of one key across a batch, recursing into dictionaries."""
+    first = values[0]
+    if isinstance(first, torch.Tensor):
+        return torch.stack(values)
+    if isinstance(first, np.ndarray):
+        return np.stack(values)
+    if isinstance(first, Mapping):
+        return {key: _stack([v[key] for v in values]) for key in first}
+    if isinstance(first, int | float | bool):
+        return torch.tensor(values)
+    return values
