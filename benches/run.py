@@ -1,0 +1,89 @@
+"""Run every benchmark case against TorchIO, MONAI and medrs and write a Markdown report.
+
+Usage:
+    python benches/run.py [--output benches/results.md] [--filter TEXT] [--data mni152,phantom]
+
+Every library runs in this one process, on the same inputs, with torch limited to
+the same number of threads as torchvox, so the ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from benches import data  # noqa: E402
+from benches.harness import Result, run_case, to_markdown  # noqa: E402
+
+#: Case modules, in report order; each later issue adds its own.
+CASE_MODULES = ["foundation", "spatial", "intensity", "labels", "patches"]
+
+
+def _versions() -> str:
+    parts = [f"Python {platform.python_version()}", f"torch {torch.__version__}"]
+    for name in ("torchvox", "torchio", "monai", "medrs", "SimpleITK", "nibabel"):
+        try:
+            module = importlib.import_module(name)
+            parts.append(f"{name} {getattr(module, '__version__', '?')}")
+        except ImportError:
+            parts.append(f"{name} missing")
+    return ", ".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=Path("benches/results.md"))
+    parser.add_argument("--filter", default="", help="only cases whose name contains this")
+    parser.add_argument("--data", default="mni152,phantom", help="comma-separated inputs")
+    arguments = parser.parse_args()
+
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    import torchvox
+
+    torchvox.set_num_threads(threads)
+
+    volumes = []
+    for name in arguments.data.split(","):
+        volumes.append(data.mni152() if name == "mni152" else data.phantom(256))
+
+    results: list[Result] = []
+    for module_name in CASE_MODULES:
+        try:
+            module = importlib.import_module(f"benches.cases.{module_name}")
+        except ModuleNotFoundError:
+            continue
+        for volume in volumes:
+            for case in module.cases(volume):
+                if arguments.filter.lower() not in case.name.lower():
+                    continue
+                result = run_case(case)
+                results.append(result)
+                print(to_markdown([result]).splitlines()[-1], flush=True)
+
+    header = [
+        "# torchvox benchmarks",
+        "",
+        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} on {threads} cores "
+        f"({platform.processor() or platform.machine()}); {_versions()}.",
+        "",
+        "Median of several calls after a warm-up, all libraries in the same process on the same",
+        "input, torch and torchvox on the same number of threads. Ratios are the other library's",
+        "time divided by torchvox's: above 1 means torchvox is faster. Regenerate: `make bench`.",
+        "",
+    ]
+    arguments.output.write_text("\n".join(header) + to_markdown(results) + "\n")
+    print(f"wrote {arguments.output}")
+
+
+if __name__ == "__main__":
+    main()
