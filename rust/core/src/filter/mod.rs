@@ -1,0 +1,3 @@
+//! Filters: separable Gaussian smoothing with SciPy's semantics.
+
+pub mod gaussian;
