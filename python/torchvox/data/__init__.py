@@ -1,9 +1,12 @@
 """Data model: images, subjects, datasets, loaders and I/O."""
 
-from . import io
+from . import inference, io, sampler
 from .dataset import SubjectsDataset
 from .image import Image, LabelMap, ScalarImage
+from .inference import GridAggregator, GridSampler
 from .loader import SubjectsLoader
+from .queue import Queue
+from .sampler import LabelSampler, PatchSampler, UniformSampler, WeightedSampler
 from .subject import Subject
 
 __all__ = [
@@ -14,4 +17,15 @@ __all__ = [
     "SubjectsDataset",
     "SubjectsLoader",
     "io",
+]
+__all__ += [
+    "GridAggregator",
+    "GridSampler",
+    "LabelSampler",
+    "PatchSampler",
+    "Queue",
+    "UniformSampler",
+    "WeightedSampler",
+    "inference",
+    "sampler",
 ]

@@ -129,6 +129,11 @@ def read_image(path: TypePath) -> TypeDataAffine:
 
 
 def _read_sitk(path: TypePath) -> TypeDataAffine:
+    from .nifti import read_image_fast  # Rust NIfTI reader (h6); None -> other readers
+
+    fast_nifti = read_image_fast(path)
+    if fast_nifti is not None:
+        return fast_nifti
     if str(path).lower().endswith(".nii"):
         fast = _read_raw_nifti(path)
         if fast is not None:

@@ -1,0 +1,155 @@
+"""Aggregation of predicted patches into a volume (dense inference)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from ..._backend import native, to_numpy
+from .grid_sampler import GridSampler
+
+__all__ = ["GridAggregator"]
+
+
+class GridAggregator:
+    r"""Aggregate patches for dense inference.
+
+    Builds the output volume from batches of patches predicted for the locations of
+    a :class:`GridSampler`. Accumulation runs in Rust, in place, with no Python loop
+    over patches; batches on any device are moved to the CPU once per batch.
+
+    Args:
+        sampler: The :class:`GridSampler` the patches came from.
+        overlap_mode: ``'crop'`` (keep the centre of each patch: half the overlap is
+            trimmed except at the volume border), ``'average'`` (mean of the
+            overlapping predictions) or ``'hann'`` (predictions weighted by a
+            separable Hann window, for smooth seams).
+        downsampling_factor: Factor by which the model output is smaller than its
+            input along each spatial axis; applied to the locations (and overlap) in
+            every mode.
+
+    Raises:
+        ValueError: If ``overlap_mode`` is unknown or ``downsampling_factor`` is not
+            a positive integer.
+    """
+
+    def __init__(
+        self,
+        sampler: GridSampler,
+        overlap_mode: str = "crop",
+        downsampling_factor: int = 1,
+    ):
+        subject = sampler.subject
+        self.volume_padded = sampler.padding_mode is not None
+        self._parse_overlap_mode(overlap_mode)
+        self.overlap_mode = overlap_mode
+        if (
+            isinstance(downsampling_factor, bool)
+            or not isinstance(downsampling_factor, int | np.integer)
+            or downsampling_factor < 1
+        ):
+            raise ValueError(
+                f"downsampling_factor must be a positive integer, got {downsampling_factor!r}"
+            )
+        self._downsampling_factor = int(downsampling_factor)
+        self.patch_overlap = sampler.patch_overlap
+        self.patch_size = sampler.patch_size
+        shape = np.array(subject.spatial_shape) // self._downsampling_factor
+        self.spatial_shape = tuple(int(n) for n in shape.tolist())
+        self._output_array: np.ndarray | None = None
+        self._weights_array: np.ndarray | None = None
+
+    @staticmethod
+    def _parse_overlap_mode(overlap_mode: str) -> None:
+        if overlap_mode not in ("crop", "average", "hann"):
+            raise ValueError(
+                f'Overlap mode must be "crop", "average" or "hann" but  "{overlap_mode}" was passed'
+            )
+
+    def _initialize(self, batch: np.ndarray) -> None:
+        if self._output_array is not None:
+            return
+        channels = batch.shape[1]
+        self._output_array = np.zeros((channels, *self.spatial_shape), dtype=batch.dtype)
+        if self.overlap_mode != "crop":
+            self._weights_array = np.zeros((1, *self.spatial_shape), dtype=batch.dtype)
+
+    def add_batch(self, batch_tensor: torch.Tensor, locations: torch.Tensor) -> None:
+        """Add a batch of patches predicted by a network to the output volume.
+
+        Args:
+            batch_tensor: ``(B, C, w, h, d)`` tensor (any device), e.g. the output of
+                a convolutional network.
+            locations: ``(B, 6)`` tensor of patch locations ``i0, j0, k0, i1, j1, k1``
+                in the input volume, e.g. ``batch['location']``.
+
+        Raises:
+            RuntimeError: If the patch shape does not match the locations.
+            TypeError: If the batch dtype differs from that of earlier batches.
+        """
+        batch = batch_tensor.detach()
+        if self.overlap_mode == "hann" and batch.dtype != torch.float32:
+            # TorchIO accumulates Hann-weighted patches in float32.
+            batch = batch.to(torch.float32)
+        elif batch.dtype == torch.bool:
+            batch = batch.to(torch.uint8)
+        array = to_numpy(batch)
+        if self._output_array is not None and array.dtype != self._output_array.dtype:
+            array = array.astype(self._output_array.dtype)
+        location_array = np.ascontiguousarray(to_numpy(locations).astype(np.int64))
+        if array.ndim != 5:
+            raise RuntimeError(f"The batch must be 5D (B, C, W, H, D), got shape {array.shape}")
+        d = self._downsampling_factor
+        targets = location_array[:, 3:] // d - location_array[:, :3] // d
+        if len(targets):
+            input_shape = tuple(array.shape[-3:])
+            target_shape = tuple(int(n) for n in targets[0])
+            if input_shape != target_shape or not np.all(targets == targets[0]):
+                raise RuntimeError(
+                    f"The shape of the input batch, {input_shape}, does not match the shape"
+                    f" of the target location, which is {target_shape}"
+                )
+        self._initialize(array)
+        assert self._output_array is not None
+        overlap = tuple(int(v) for v in self.patch_overlap.tolist())
+        native().aggregate_patches(
+            self._output_array,
+            self._weights_array,
+            array,
+            location_array,
+            self.overlap_mode,
+            overlap,
+            self.volume_padded,
+            d,
+        )
+
+    def get_output_tensor(self) -> torch.Tensor:
+        """The aggregated ``(C, W, H, D)`` volume (cropped back if the sampler padded).
+
+        int64 outputs are cast to int32 with a warning, as TorchIO does; averaged
+        outputs are divided by the number (or Hann weight) of contributions.
+
+        Raises:
+            RuntimeError: If no batch was added.
+        """
+        if self._output_array is None:
+            raise RuntimeError("No batch has been added to the aggregator")
+        output = torch.from_numpy(self._output_array)
+        if output.dtype == torch.int64:
+            warnings.warn(
+                "Medical image frameworks such as ITK do not support int64. Casting to int32...",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            output = output.to(torch.int32)
+        if self.overlap_mode in ("average", "hann"):
+            assert self._weights_array is not None
+            output = torch.true_divide(output, torch.from_numpy(self._weights_array))
+        if self.volume_padded:
+            border = (self.patch_overlap // 2) // self._downsampling_factor
+            i, j, k = (int(b) for b in border)
+            shape = output.shape[1:]
+            output = output[:, i : shape[0] - i, j : shape[1] - j, k : shape[2] - k].clone()
+        return output

@@ -1,0 +1,279 @@
+"""A queue of patches, filled from subjects loaded (and augmented) in parallel."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence, Sized
+from itertools import islice
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..constants import NUM_SAMPLES
+from ..utils import format_bytes
+from .dataset import SubjectsDataset
+from .sampler.sampler import PatchSampler
+from .subject import Subject
+
+__all__ = ["Queue"]
+
+
+class _SeededSubjects(Dataset):
+    """The subjects of one epoch, in order, each loaded under its own torch seed.
+
+    Seeding each subject (from seeds drawn in the main process) makes the
+    augmentations independent of which worker loads which subject, so a queue yields
+    the same patches for any ``num_workers``.
+    """
+
+    def __init__(self, dataset: SubjectsDataset, order: list[tuple[int, int]]):
+        self.dataset = dataset
+        self.order = order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, position: int) -> Subject:
+        index, seed = self.order[position]
+        with torch.random.fork_rng(devices=[]):
+            # Only the CPU generator, which fork_rng restores: torch.manual_seed would
+            # also queue CUDA/XPU seeding (and record a stack trace) on every call.
+            torch.default_generator.manual_seed(seed)
+            return self.dataset[index]
+
+
+def _first_item(batch: list[Subject]) -> Subject:
+    return batch[0]
+
+
+class Queue(Dataset):
+    r"""Queue used for stochastic patch-based training.
+
+    A buffer of up to ``max_length`` patches: when it is empty, subjects are loaded
+    (and transformed) by a :class:`~torch.utils.data.DataLoader` with ``num_workers``
+    processes, ``samples_per_volume`` patches (or the subject's ``num_samples``
+    attribute) are drawn from each in the main process, and the buffer is shuffled.
+    Patches of a subject that do not fit are carried to the next fill. Use it with
+    an outer :class:`~torchvox.SubjectsLoader` whose ``num_workers`` is 0.
+
+    Beyond TorchIO, every subject of an epoch is loaded under a seed drawn in the
+    main process, so for a fixed ``torch.manual_seed`` the patches (locations and
+    augmentations) are the same for any ``num_workers``.
+
+    Args:
+        subjects_dataset: The subjects, with their transform.
+        max_length: Maximum number of patches in the queue.
+        samples_per_volume: Default number of patches drawn from each subject.
+        sampler: Patch sampler, e.g. :class:`~torchvox.data.UniformSampler`.
+        subject_sampler: Sampler of subject indices (e.g. a
+            :class:`~torch.utils.data.distributed.DistributedSampler`); must be sized.
+        num_workers: Processes loading subjects.
+        shuffle_subjects: Shuffle the subjects every epoch.
+        shuffle_patches: Shuffle the patches after each fill.
+        start_background: Start loading subjects at construction.
+        verbose: Print queue events.
+
+    Raises:
+        ValueError: For ``shuffle_subjects`` with a ``subject_sampler``, non-positive
+            sizes, or ``max_length`` smaller than ``samples_per_volume``.
+        TypeError: If ``sampler`` is not a :class:`~torchvox.data.PatchSampler`.
+    """
+
+    def __init__(
+        self,
+        subjects_dataset: SubjectsDataset,
+        max_length: int,
+        samples_per_volume: int,
+        sampler: PatchSampler,
+        subject_sampler: Sampler | None = None,
+        num_workers: int = 0,
+        shuffle_subjects: bool = True,
+        shuffle_patches: bool = True,
+        start_background: bool = True,
+        verbose: bool = False,
+    ):
+        for name, value in (("max_length", max_length), ("samples_per_volume", samples_per_volume)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if max_length < samples_per_volume:
+            raise ValueError(
+                f"max_length ({max_length}) must not be smaller than samples_per_volume"
+                f" ({samples_per_volume}): the queue could not hold one subject's patches"
+            )
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}")
+        if not isinstance(sampler, PatchSampler):
+            raise TypeError(f"sampler must be a PatchSampler, got {type(sampler).__name__}")
+        self.subjects_dataset = subjects_dataset
+        self.max_length = max_length
+        self.shuffle_subjects = shuffle_subjects
+        self.shuffle_patches = shuffle_patches
+        self.samples_per_volume = samples_per_volume
+        self.sampler = sampler
+        self.subject_sampler = subject_sampler
+        self.num_workers = num_workers
+        self.verbose = verbose
+        self._subjects_iterable: Iterator[Subject] | None = None
+        self._incomplete_subject: Subject | None = None
+        self._num_patches_incomplete = 0
+        self._num_sampled_subjects = 0
+        if self.shuffle_subjects and self.subject_sampler is not None:
+            raise ValueError(
+                "The flag shuffle_subjects cannot be set when a subject sampler is passed"
+            )
+        if start_background:
+            self._initialize_subjects_iterable()
+        self.patches_list: list[Subject] = []
+
+    def __len__(self) -> int:
+        return self.iterations_per_epoch
+
+    def __getitem__(self, index: int) -> Subject:
+        # The index is ignored: the queue hands out its patches in order.
+        if not self.patches_list:
+            self._print("Patches list is empty.")
+            self._fill()
+            self.patches_list.reverse()
+        return self.patches_list.pop()
+
+    def __repr__(self) -> str:
+        attributes = [
+            f"max_length={self.max_length}",
+            f"num_subjects={self.num_subjects}",
+            f"num_patches={self.num_patches}",
+            f"samples_per_volume={self.samples_per_volume}",
+            f"iterations_per_epoch={self.iterations_per_epoch}",
+        ]
+        return f"Queue({', '.join(attributes)})"
+
+    def _print(self, *args: Any) -> None:
+        if self.verbose:
+            print(*args)
+
+    def _initialize_subjects_iterable(self) -> None:
+        self._subjects_iterable = self._get_subjects_iterable()
+
+    @property
+    def subjects_iterable(self) -> Iterator[Subject]:
+        if self._subjects_iterable is None:
+            self._initialize_subjects_iterable()
+        assert self._subjects_iterable is not None
+        return self._subjects_iterable
+
+    @property
+    def num_subjects(self) -> int:
+        """Subjects per epoch (``len(subject_sampler)`` if there is one).
+
+        Raises:
+            ValueError: If the subject sampler has no ``__len__``.
+        """
+        if self.subject_sampler is not None:
+            if not isinstance(self.subject_sampler, Sized):
+                raise ValueError(
+                    "The subject sampler passed to the queue must have a __len__ method"
+                )
+            return len(self.subject_sampler)
+        return len(self.subjects_dataset)
+
+    @property
+    def num_patches(self) -> int:
+        """Patches currently in the queue."""
+        return len(self.patches_list)
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        """Patches per epoch: the sum of every subject's number of samples."""
+        all_subjects: Sequence[Subject] = self.subjects_dataset.dry_iter()
+        if self.subject_sampler is not None:
+            subjects: Sequence[Subject] = [all_subjects[i] for i in self.subject_sampler]
+        else:
+            subjects = all_subjects
+        return sum(self._get_subject_num_samples(subject) for subject in subjects)
+
+    def _get_subject_num_samples(self, subject: Subject) -> int:
+        return int(getattr(subject, NUM_SAMPLES, self.samples_per_volume))
+
+    def _fill(self) -> None:
+        if self._incomplete_subject is not None:
+            iterable = self.sampler(self._incomplete_subject, self._num_patches_incomplete)
+            self.patches_list.extend(iterable)
+            self._incomplete_subject = None
+        while True:
+            subject = self._get_next_subject()
+            num_samples = self._get_subject_num_samples(subject)
+            num_free_slots = self.max_length - len(self.patches_list)
+            if num_free_slots < num_samples:
+                self._incomplete_subject = subject
+                self._num_patches_incomplete = num_samples - num_free_slots
+            num_samples = min(num_samples, num_free_slots)
+            if num_samples > 0:
+                self.patches_list.extend(islice(self.sampler(subject, num_samples), num_samples))
+            self._num_sampled_subjects += 1
+            list_full = len(self.patches_list) >= self.max_length
+            all_sampled = self._num_sampled_subjects >= self.num_subjects
+            if list_full or all_sampled:
+                break
+        if self.shuffle_patches:
+            self._shuffle_patches_list()
+
+    def _shuffle_patches_list(self) -> None:
+        indices = torch.randperm(self.num_patches)
+        self.patches_list = [self.patches_list[i] for i in indices]
+
+    def _get_next_subject(self) -> Subject:
+        try:
+            return next(self.subjects_iterable)
+        except StopIteration as exception:
+            # End of an epoch of subjects: start the next one.
+            self._print("Queue is empty:", exception)
+            self._initialize_subjects_iterable()
+            return next(self.subjects_iterable)
+        except AssertionError as exception:
+            if "can only test a child process" in str(exception):
+                raise RuntimeError(
+                    "The number of workers for the data loader used to pop patches from the"
+                    " queue should be 0. Is it?"
+                ) from exception
+            raise
+
+    @staticmethod
+    def _get_first_item(batch: list[Subject]) -> Subject:
+        return batch[0]
+
+    def _epoch_order(self) -> list[int]:
+        if self.subject_sampler is not None:
+            return [int(i) for i in self.subject_sampler]
+        if self.shuffle_subjects:
+            return torch.randperm(len(self.subjects_dataset)).tolist()
+        return list(range(len(self.subjects_dataset)))
+
+    def _get_subjects_iterable(self) -> Iterator[Subject]:
+        self._print(f"\nCreating subjects loader with {self.num_workers} workers")
+        order = self._epoch_order()
+        seeds = torch.randint(0, 2**62, (len(order),)).tolist()
+        loader = DataLoader(
+            _SeededSubjects(self.subjects_dataset, list(zip(order, seeds, strict=True))),
+            num_workers=self.num_workers,
+            batch_size=1,
+            collate_fn=_first_item,
+            shuffle=False,
+        )
+        self._num_sampled_subjects = 0
+        return iter(loader)
+
+    def get_max_memory(self, subject: Subject | None = None) -> int:
+        """Maximum memory of the queued patches in bytes (assuming float32 voxels).
+
+        Args:
+            subject: Subject whose images give the channels of a patch; the first
+                subject of the dataset if ``None``.
+        """
+        if subject is None:
+            subject = self.subjects_dataset[0]
+        channels = sum(len(image.data) for image in subject.get_images(intensity_only=False))
+        voxels_in_patch = int(self.sampler.patch_size.astype(int).prod()) * channels
+        return int(4 * voxels_in_patch * self.max_length)
+
+    def get_max_memory_pretty(self, subject: Subject | None = None) -> str:
+        """:meth:`get_max_memory` as a human-readable string, e.g. ``'1.2 GiB'``."""
+        return format_bytes(self.get_max_memory(subject=subject))

@@ -1,0 +1,187 @@
+"""Base classes of the patch samplers and the patch extraction they share."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Generator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..._backend import native, to_numpy, to_tensor
+from ...constants import LOCATION
+from ...types import TypeSpatialShape, TypeTripletInt
+from ...utils import to_tuple
+from ..image import PROTECTED_KEYS, Image
+from ..subject import Subject
+
+__all__ = ["PatchSampler", "RandomSampler", "crop_subject", "volume_arrays"]
+
+
+def _parse_patch_size(patch_size: TypeSpatialShape) -> np.ndarray:
+    values = to_tuple(patch_size, length=3)
+    if len(values) != 3:
+        raise ValueError(f"Patch size must be an int or a sequence of 3 ints, not {patch_size!r}")
+    for n in values:
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise ValueError(f"Patch dimensions must be positive integers, not {values}")
+    return np.array(values, dtype=np.uint16)
+
+
+def volume_arrays(subject: Subject) -> dict[str, np.ndarray]:
+    """C-contiguous NumPy views of every image of ``subject`` (copied once if needed)."""
+    return {
+        name: to_numpy(image.data)
+        for name, image in subject.get_images_dict(intensity_only=False).items()
+    }
+
+
+def _crop_image(
+    image: Image, start: TypeTripletInt, size: TypeTripletInt, array: np.ndarray | None
+) -> Image:
+    """A new image of the same class holding a copy of the region only."""
+    if array is None:
+        array = to_numpy(image.data)
+    patch = to_tensor(native().extract_patch(array, tuple(start), tuple(size)))
+    affine = image.affine.copy()
+    # The patch's first voxel sits where voxel `start` of the volume was.
+    affine[:3, 3] = affine[:3, :3] @ np.asarray(start, dtype=np.float64) + affine[:3, 3]
+    metadata = {key: value for key, value in image.items() if key not in PROTECTED_KEYS}
+    return type(image)(
+        tensor=patch,
+        affine=affine,
+        type=image.type,
+        path=image.path,
+        check_nans=image.check_nans,
+        reader=image.reader,
+        verify_path=False,
+        **copy.deepcopy(metadata),
+    )
+
+
+def crop_subject(
+    subject: Subject,
+    index_ini: TypeTripletInt | Sequence[int],
+    patch_size: TypeTripletInt | Sequence[int],
+    arrays: dict[str, np.ndarray] | None = None,
+    consume_random: bool = True,
+) -> Subject:
+    """Return a new subject holding the patch ``index_ini + [0, patch_size)`` of every image.
+
+    Only the patches are copied (by the Rust kernel, without the GIL); other items
+    are deep-copied, as TorchIO's ``Crop`` does, but whole images never are. The patch
+    gets ``patch['location'] = tensor([i0, j0, k0, i1, j1, k1])`` and a ``Crop`` entry in
+    its history, so its affine maps its voxels to the same world positions.
+
+    Args:
+        subject: Subject whose images share one spatial shape ``(I, J, K)``.
+        index_ini: Corner ``(i0, j0, k0)`` of the patch.
+        patch_size: Size ``(pi, pj, pk)`` of the patch.
+        arrays: Contiguous arrays of the images (:func:`volume_arrays`), so that a
+            sampler drawing many patches converts each volume once.
+        consume_random: Draw one number from torch's generator, as TorchIO's ``Crop``
+            transform does for its probability check, so that a seed yields the same
+            patches (and later augmentations) as TorchIO.
+    """
+    if consume_random:
+        torch.rand(1)
+    i0, j0, k0 = (int(v) for v in index_ini)
+    si, sj, sk = (int(v) for v in patch_size)
+    start, size = (i0, j0, k0), (si, sj, sk)
+    items: dict[str, Any] = {}
+    for key, value in subject.items():
+        if isinstance(value, Image):
+            items[key] = _crop_image(
+                value, start, size, None if arrays is None else arrays.get(key)
+            )
+        else:
+            items[key] = copy.deepcopy(value)
+    patch = Subject(items)
+    patch.applied_transforms = list(subject.applied_transforms)
+    shape = subject.spatial_shape
+    cropping = tuple(
+        int(v) for axis in range(3) for v in (start[axis], shape[axis] - start[axis] - size[axis])
+    )
+    from ...transforms.spatial.crop import Crop
+
+    crop = Crop(cropping)
+    patch.add_transform(crop, crop._get_reproducing_arguments())
+    end = [s + n for s, n in zip(start, size, strict=True)]
+    patch[LOCATION] = torch.as_tensor([*start, *end])
+    patch.update_attributes()
+    return patch
+
+
+class PatchSampler:
+    r"""Base class of the patch samplers.
+
+    Args:
+        patch_size: Tuple of integers ``(w, h, d)`` to generate patches of size
+            ``w x h x d``. If a single number ``n`` is provided, ``w = h = d = n``.
+
+    Raises:
+        ValueError: If a patch dimension is not a positive integer.
+
+    Warning:
+        This is an abstract class; use its subclasses such as
+        :class:`~torchvox.data.UniformSampler` and :class:`~torchvox.data.WeightedSampler`.
+    """
+
+    def __init__(self, patch_size: TypeSpatialShape):
+        self.patch_size = _parse_patch_size(patch_size)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(patch_size={tuple(int(n) for n in self.patch_size)})"
+
+    def _patch_size_tuple(self) -> tuple[int, int, int]:
+        si, sj, sk = (int(v) for v in self.patch_size.tolist())
+        return si, sj, sk
+
+    def extract_patch(self, subject: Subject, index_ini: TypeTripletInt) -> Subject:
+        """Return the patch of ``subject`` whose corner is ``index_ini``."""
+        return self.crop(subject, index_ini, self._patch_size_tuple())
+
+    def crop(
+        self, subject: Subject, index_ini: TypeTripletInt, patch_size: TypeTripletInt
+    ) -> Subject:
+        """Return the region ``index_ini + [0, patch_size)`` of ``subject``.
+
+        See :func:`crop_subject`.
+        """
+        return crop_subject(subject, index_ini, patch_size)
+
+    def __call__(
+        self, subject: Subject, num_patches: int | None = None
+    ) -> Generator[Subject, None, None]:
+        """Return a generator of patches (infinite if ``num_patches`` is None).
+
+        Raises:
+            RuntimeError: If the patch is larger than the images.
+        """
+        subject.check_consistent_space()
+        if np.any(self.patch_size > np.array(subject.spatial_shape)):
+            message = (
+                f"Patch size {tuple(int(n) for n in self.patch_size)} cannot be"
+                f" larger than image size {tuple(subject.spatial_shape)}"
+            )
+            raise RuntimeError(message)
+        kwargs = {} if num_patches is None else {"num_patches": num_patches}
+        return self._generate_patches(subject, **kwargs)
+
+    def _generate_patches(
+        self, subject: Subject, num_patches: int | None = None
+    ) -> Generator[Subject, None, None]:
+        raise NotImplementedError
+
+
+class RandomSampler(PatchSampler):
+    r"""Base class of the random samplers.
+
+    Args:
+        patch_size: See :class:`PatchSampler`.
+    """
+
+    def get_probability_map(self, subject: Subject) -> torch.Tensor:
+        """Return the ``(1, I, J, K)`` map of patch-centre probabilities."""
+        raise NotImplementedError

@@ -1,0 +1,124 @@
+"""Patches whose centres are drawn from a probability map."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import numpy as np
+import torch
+
+from ..._backend import native
+from ..image import Image
+from ..subject import Subject
+from .sampler import RandomSampler, crop_subject, volume_arrays
+
+__all__ = ["WeightedSampler"]
+
+
+class WeightedSampler(RandomSampler):
+    r"""Randomly extract patches from a volume given a probability map.
+
+    The probability of sampling a patch centred on a voxel is the value of that voxel
+    in the probability map; values need not be normalised (a voxel of value 5 is five
+    times more likely to be a centre than a voxel of value 1, and 0 is never one).
+
+    The centre of a patch of size ``s`` along an axis is its voxel ``s // 2``, so voxels
+    closer to the border than that cannot be centres: their probabilities are ignored
+    (TorchIO's border clearing). Centres are drawn by inverse-CDF sampling in Rust from
+    uniform numbers drawn with ``torch.rand``, one per patch, as TorchIO draws them.
+
+    Args:
+        patch_size: See :class:`~torchvox.data.PatchSampler`.
+        probability_map: Name of the image of the subject used as the map (typically
+            of type :data:`torchvox.SAMPLING_MAP`); channel 0 is used.
+
+    Raises:
+        ValueError: If the map has negative values (when sampling).
+        RuntimeError: If no voxel where a patch can be centred has a positive
+            probability (when sampling).
+    """
+
+    def __init__(self, patch_size: int | tuple[int, int, int], probability_map: str | None):
+        super().__init__(patch_size)
+        if probability_map is not None and not isinstance(probability_map, str):
+            raise TypeError(
+                f"probability_map must be the name of an image (str), got {probability_map!r}"
+            )
+        self.probability_map_name = probability_map
+
+    def get_probability_map_image(self, subject: Subject) -> Image:
+        """The image holding the map.
+
+        Raises:
+            KeyError: If the subject has no image of that name.
+        """
+        assert self.probability_map_name is not None
+        if self.probability_map_name in subject:
+            return subject.get_image(self.probability_map_name)
+        raise KeyError(f'Image "{self.probability_map_name}" not found in subject: {subject}')
+
+    def get_probability_map(self, subject: Subject) -> torch.Tensor:
+        """The ``(C, I, J, K)`` map of the subject.
+
+        Raises:
+            ValueError: If it holds negative values.
+        """
+        data = self.get_probability_map_image(subject).data
+        if torch.any(data < 0):
+            raise ValueError(
+                f'Negative values found in probability map "{self.probability_map_name}"'
+            )
+        return data
+
+    def _map_array(self, probability_map: torch.Tensor) -> np.ndarray:
+        channel = probability_map[0]
+        if channel.dtype not in (torch.float32, torch.float64):
+            channel = channel.to(torch.float32)
+        return np.ascontiguousarray(channel.numpy())
+
+    def _empty_map_error(self, subject: Subject) -> RuntimeError:
+        half_patch_size = tuple(int(n) // 2 for n in self.patch_size)
+        try:
+            path = self.get_probability_map_image(subject).path
+        except KeyError:
+            path = None
+        return RuntimeError(
+            f"Empty probability map found: {path}"
+            "\nVoxels with positive probability might be near the image border."
+            "\nIf you suspect that this is the case, try adding a padding transform"
+            f"\nwith half the patch size: torchvox.Pad({half_patch_size})"
+        )
+
+    def sample_corners(self, subject: Subject, uniforms: torch.Tensor) -> np.ndarray:
+        """Patch corners ``(N, 3)`` for ``N`` uniform numbers in ``[0, 1)``.
+
+        Raises:
+            ValueError: If the map holds negative or non-finite values.
+            RuntimeError: If the map is empty once the borders are cleared.
+        """
+        array = self._map_array(self.get_probability_map(subject))
+        uniform_array = uniforms.detach().cpu().to(torch.float64).numpy()
+        try:
+            centres = native().sample_centres(array, self._patch_size_tuple(), uniform_array)
+        except ValueError as error:
+            if "empty probability map" in str(error):
+                raise self._empty_map_error(subject) from error
+            raise
+        return centres - self.patch_size.astype(np.int64) // 2
+
+    def _generate_patches(
+        self, subject: Subject, num_patches: int | None = None
+    ) -> Generator[Subject, None, None]:
+        arrays = volume_arrays(subject)
+        size = self._patch_size_tuple()
+        if num_patches is not None:
+            # TorchIO draws one number per patch and its Crop one more; torch.rand(2n)
+            # yields the same numbers as 2n calls to torch.rand(1), so the even ones
+            # are TorchIO's draws, and the map is summed once for all patches.
+            corners = self.sample_corners(subject, torch.rand(2 * num_patches)[0::2])
+            for corner in corners:
+                yield crop_subject(subject, corner.tolist(), size, arrays, consume_random=False)
+            return
+        while True:
+            corner = self.sample_corners(subject, torch.rand(1))[0]
+            yield crop_subject(subject, corner.tolist(), size, arrays)

@@ -1,0 +1,537 @@
+//! Aggregating a grid of predicted patches back into one volume, in place.
+//!
+//! Three overlap modes, with TorchIO's semantics:
+//! - `Crop`: each patch writes the region left after trimming half the
+//!   overlap on each side, except on sides touching the volume border (or on
+//!   every side when the sampler padded the volume); later patches overwrite.
+//! - `Average`: patches are summed and a weight volume counts contributions.
+//! - `Hann`: patches are multiplied by a separable Hann window (the 1D window
+//!   is `torch.hann_window(n + 2, periodic=False)[1:-1]`) and the windows are
+//!   summed into the weight volume.
+//!
+//! Locations are in input-volume voxels; with a `downsampling_factor` `d`
+//! they are floor-divided by `d` (in every mode) and the overlap is divided
+//! too, so a model whose output is `d` times smaller aggregates correctly.
+//!
+//! Work is split by output `I` planes: each task walks the whole batch in
+//! order for its planes, so there are no write races and the result is the
+//! same whatever the thread count.
+
+use ndarray::{s, Array1, ArrayView5, ArrayViewMut3, ArrayViewMut4, Axis};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::volume::Voxel;
+
+/// How overlapping patches are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverlapMode {
+    /// Trim half the overlap and write.
+    Crop,
+    /// Sum patches and count contributions.
+    Average,
+    /// Sum Hann-weighted patches and windows.
+    Hann,
+}
+
+impl std::str::FromStr for OverlapMode {
+    type Err = Error;
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "crop" => Ok(Self::Crop),
+            "average" => Ok(Self::Average),
+            "hann" => Ok(Self::Hann),
+            other => Err(Error::InvalidArgument(format!(
+                "overlap mode must be \"crop\", \"average\" or \"hann\", got \"{other}\""
+            ))),
+        }
+    }
+}
+
+/// Voxel types that can be accumulated: `+` and `*` in the type itself.
+pub trait Accumulate: Voxel {
+    /// `self + other` (wrapping for integers, like PyTorch).
+    fn add(self, other: Self) -> Self;
+    /// `self + value * weight`.
+    fn add_product(self, value: Self, weight: Self) -> Self;
+}
+
+macro_rules! impl_accumulate_float {
+    ($t:ty) => {
+        impl Accumulate for $t {
+            #[inline(always)]
+            fn add(self, other: Self) -> Self {
+                self + other
+            }
+            #[inline(always)]
+            fn add_product(self, value: Self, weight: Self) -> Self {
+                self + value * weight
+            }
+        }
+    };
+}
+
+macro_rules! impl_accumulate_int {
+    ($t:ty) => {
+        impl Accumulate for $t {
+            #[inline(always)]
+            fn add(self, other: Self) -> Self {
+                self.wrapping_add(other)
+            }
+            #[inline(always)]
+            fn add_product(self, value: Self, weight: Self) -> Self {
+                self.wrapping_add(value.wrapping_mul(weight))
+            }
+        }
+    };
+}
+
+impl_accumulate_float!(f32);
+impl_accumulate_float!(f64);
+impl_accumulate_int!(u8);
+impl_accumulate_int!(i16);
+impl_accumulate_int!(i32);
+impl_accumulate_int!(i64);
+
+/// Geometry of the grid the patches come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grid {
+    /// Patch overlap in input voxels (even, as the grid sampler requires).
+    pub overlap: [usize; 3],
+    /// Whether the grid sampler padded the volume by half the overlap.
+    pub padded: bool,
+    /// Factor by which the output is smaller than the input (>= 1).
+    pub downsampling_factor: usize,
+}
+
+/// The 1D window `torch.hann_window(n + 2, periodic=False)[1:-1]`:
+/// `0.5 - 0.5 cos(2 pi m / (n + 1))` for `m = 1..=n`, evaluated in `f32`
+/// as PyTorch does for float32 windows.
+pub fn hann_window(n: usize) -> Array1<f32> {
+    let step = 2.0 * std::f32::consts::PI / (n as f32 + 1.0);
+    Array1::from_iter((1..=n).map(|m| 0.5 - 0.5 * (step * m as f32).cos()))
+}
+
+/// Where one patch lands: output start, patch start and extent per axis.
+#[derive(Debug, Clone, Copy)]
+struct Placement {
+    out_start: [usize; 3],
+    patch_start: [usize; 3],
+    extent: [usize; 3],
+}
+
+fn place_patches(
+    locations: &[[i64; 6]],
+    patch_shape: [usize; 3],
+    output_shape: [usize; 3],
+    mode: OverlapMode,
+    grid: Grid,
+) -> Result<Vec<Placement>> {
+    let d = grid.downsampling_factor as i64;
+    let mut placements = Vec::with_capacity(locations.len());
+    for location in locations {
+        let mut placement = Placement {
+            out_start: [0; 3],
+            patch_start: [0; 3],
+            extent: [0; 3],
+        };
+        for axis in 0..3 {
+            let (ini, fin) = (location[axis], location[axis + 3]);
+            if ini < 0 || fin < ini {
+                return Err(Error::InvalidArgument(format!(
+                    "location {location:?} is not (i0, j0, k0, i1, j1, k1) with 0 <= start <= end"
+                )));
+            }
+            let (ini, fin) = ((ini / d) as usize, (fin / d) as usize);
+            if fin - ini != patch_shape[axis] {
+                let target: Vec<i64> = (0..3)
+                    .map(|a| location[a + 3] / d - location[a] / d)
+                    .collect();
+                return Err(Error::Shape(format!(
+                    "the shape of the input batch, {patch_shape:?}, does not match the shape \
+                     of the target location, which is {target:?}"
+                )));
+            }
+            if fin > output_shape[axis] {
+                return Err(Error::Shape(format!(
+                    "location {location:?} (downsampled by {d}) exceeds the output spatial \
+                     shape {output_shape:?}"
+                )));
+            }
+            let (mut crop_ini, mut crop_fin) = (0, 0);
+            if mode == OverlapMode::Crop {
+                let half = grid.overlap[axis] / grid.downsampling_factor / 2;
+                if grid.padded || ini > 0 {
+                    crop_ini = half;
+                }
+                if grid.padded || fin != output_shape[axis] {
+                    crop_fin = half;
+                }
+            }
+            let extent = patch_shape[axis].saturating_sub(crop_ini + crop_fin);
+            placement.out_start[axis] = ini + crop_ini;
+            placement.patch_start[axis] = crop_ini;
+            placement.extent[axis] = extent;
+        }
+        placements.push(placement);
+    }
+    Ok(placements)
+}
+
+/// Accumulates patches `(B, C, pi, pj, pk)` at `locations` (`(B, 6)` rows
+/// `i0, j0, k0, i1, j1, k1` in input voxels) into `output` `(C, I, J, K)`.
+///
+/// `weights` `(1, I, J, K)` is required for `Average` and `Hann` (it receives
+/// the counts or summed windows; divide `output` by it at the end) and ignored
+/// for `Crop`. `Hann` needs a float voxel type.
+pub fn add_batch<T: Accumulate>(
+    mut output: ArrayViewMut4<'_, T>,
+    weights: Option<ArrayViewMut4<'_, T>>,
+    patches: ArrayView5<'_, T>,
+    locations: &[[i64; 6]],
+    mode: OverlapMode,
+    grid: Grid,
+) -> Result<()> {
+    let (batch, channels, pi, pj, pk) = patches.dim();
+    let (out_channels, oi, oj, ok) = output.dim();
+    if batch != locations.len() {
+        return Err(Error::Shape(format!(
+            "batch holds {batch} patches but {} locations were given",
+            locations.len()
+        )));
+    }
+    if channels != out_channels {
+        return Err(Error::Shape(format!(
+            "patches have {channels} channels but the output has {out_channels}"
+        )));
+    }
+    if grid.downsampling_factor == 0 {
+        return Err(Error::InvalidArgument(
+            "downsampling factor must be a positive integer, got 0".into(),
+        ));
+    }
+    if mode == OverlapMode::Hann && !T::IS_FLOAT {
+        return Err(Error::InvalidArgument(
+            "hann aggregation needs float32 or float64 patches".into(),
+        ));
+    }
+    let unit_stride = |strides: &[isize], extent: usize| extent <= 1 || strides.last() == Some(&1);
+    if !unit_stride(output.strides(), ok) || !unit_stride(patches.strides(), pk) {
+        return Err(Error::Shape(
+            "output and patches must be contiguous along their last axis".into(),
+        ));
+    }
+    let weights = match (mode, weights) {
+        (OverlapMode::Crop, _) => None,
+        (_, Some(w)) => {
+            if !unit_stride(w.strides(), ok) {
+                return Err(Error::Shape(
+                    "weights must be contiguous along their last axis".into(),
+                ));
+            }
+            if w.dim() != (1, oi, oj, ok) {
+                return Err(Error::Shape(format!(
+                    "weights must have shape {:?}, got {:?}",
+                    (1, oi, oj, ok),
+                    w.shape()
+                )));
+            }
+            Some(w)
+        }
+        (_, None) => {
+            return Err(Error::InvalidArgument(format!(
+                "{mode:?} aggregation needs a weight volume"
+            )))
+        }
+    };
+    let placements = place_patches(locations, [pi, pj, pk], [oi, oj, ok], mode, grid)?;
+    let windows: [Vec<T>; 3] = [pi, pj, pk].map(|n| {
+        hann_window(n)
+            .iter()
+            .map(|&v| T::from_f64(f64::from(v)))
+            .collect()
+    });
+    let windows = &windows;
+    let placements = &placements;
+    let patches = &patches;
+    let task = |i: usize,
+                mut out_plane: ArrayViewMut3<'_, T>,
+                mut weight_plane: Option<ArrayViewMut3<'_, T>>| {
+        for (n, p) in placements.iter().enumerate() {
+            if i < p.out_start[0] || i >= p.out_start[0] + p.extent[0] {
+                continue;
+            }
+            let pi_index = p.patch_start[0] + (i - p.out_start[0]);
+            let (j0, k0) = (p.out_start[1], p.out_start[2]);
+            let (pj0, pk0) = (p.patch_start[1], p.patch_start[2]);
+            let (ej, ek) = (p.extent[1], p.extent[2]);
+            let wi = windows[0][pi_index];
+            for c in 0..channels {
+                let source = patches.slice(s![n, c, pi_index, .., ..]);
+                let mut target = out_plane.index_axis_mut(Axis(0), c);
+                for jj in 0..ej {
+                    let src_row = source.row(pj0 + jj);
+                    let mut dst_row = target.row_mut(j0 + jj);
+                    let (Some(src), Some(dst)) = (src_row.as_slice(), dst_row.as_slice_mut())
+                    else {
+                        continue;
+                    };
+                    let src = &src[pk0..pk0 + ek];
+                    let dst = &mut dst[k0..k0 + ek];
+                    match mode {
+                        OverlapMode::Crop => dst.copy_from_slice(src),
+                        OverlapMode::Average => {
+                            for (d, &v) in dst.iter_mut().zip(src) {
+                                *d = d.add(v);
+                            }
+                        }
+                        OverlapMode::Hann => {
+                            // Separable window, multiplied in PyTorch's order.
+                            let wij = mul(wi, windows[1][pj0 + jj]);
+                            let wk = &windows[2][pk0..pk0 + ek];
+                            for ((d, &v), &w) in dst.iter_mut().zip(src).zip(wk) {
+                                *d = d.add_product(v, mul(wij, w));
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(weight_plane) = weight_plane.as_mut() {
+                let mut target = weight_plane.index_axis_mut(Axis(0), 0);
+                for jj in 0..ej {
+                    let mut dst_row = target.row_mut(j0 + jj);
+                    let Some(dst) = dst_row.as_slice_mut() else {
+                        continue;
+                    };
+                    let dst = &mut dst[k0..k0 + ek];
+                    match mode {
+                        OverlapMode::Average => {
+                            let one = T::from_f64(1.0);
+                            dst.iter_mut().for_each(|d| *d = d.add(one));
+                        }
+                        OverlapMode::Hann => {
+                            let wij = mul(wi, windows[1][pj0 + jj]);
+                            let wk = &windows[2][pk0..pk0 + ek];
+                            for (d, &w) in dst.iter_mut().zip(wk) {
+                                *d = d.add(mul(wij, w));
+                            }
+                        }
+                        OverlapMode::Crop => {}
+                    }
+                }
+            }
+        }
+    };
+    match weights {
+        Some(mut w) => {
+            output
+                .axis_iter_mut(Axis(1))
+                .into_par_iter()
+                .zip(w.axis_iter_mut(Axis(1)).into_par_iter())
+                .enumerate()
+                .for_each(|(i, (out_plane, weight_plane))| task(i, out_plane, Some(weight_plane)));
+        }
+        None => {
+            output
+                .axis_iter_mut(Axis(1))
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(i, out_plane)| task(i, out_plane, None));
+        }
+    }
+    Ok(())
+}
+
+/// `a * b` for float voxels (only used in `Hann` mode, which requires floats).
+#[inline(always)]
+fn mul<T: Accumulate>(a: T, b: T) -> T {
+    T::default().add_product(a, b)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use ndarray::{Array4, Array5};
+
+    fn volume(shape: (usize, usize, usize, usize)) -> Array4<f64> {
+        Array4::from_shape_fn(shape, |(c, i, j, k)| {
+            (c * 1000 + i * 100 + j * 10 + k) as f64 * 0.5 + 1.0
+        })
+    }
+
+    /// Grid locations as TorchIO's grid sampler computes them.
+    fn grid_locations(shape: [usize; 3], patch: [usize; 3], overlap: [usize; 3]) -> Vec<[i64; 6]> {
+        let per_axis: Vec<Vec<usize>> = (0..3)
+            .map(|a| {
+                let mut v: Vec<usize> = (0..=shape[a] - patch[a])
+                    .step_by(patch[a] - overlap[a])
+                    .collect();
+                if *v.last().unwrap() != shape[a] - patch[a] {
+                    v.push(shape[a] - patch[a]);
+                }
+                v
+            })
+            .collect();
+        let mut out = vec![];
+        for &i in &per_axis[0] {
+            for &j in &per_axis[1] {
+                for &k in &per_axis[2] {
+                    out.push([
+                        i as i64,
+                        j as i64,
+                        k as i64,
+                        (i + patch[0]) as i64,
+                        (j + patch[1]) as i64,
+                        (k + patch[2]) as i64,
+                    ]);
+                }
+            }
+        }
+        out
+    }
+
+    fn patches_of(v: &Array4<f64>, locations: &[[i64; 6]], patch: [usize; 3]) -> Array5<f64> {
+        let starts: Vec<[usize; 3]> = locations
+            .iter()
+            .map(|l| [l[0] as usize, l[1] as usize, l[2] as usize])
+            .collect();
+        crate::patches::extract::extract_patches(v.view(), &starts, patch).unwrap()
+    }
+
+    #[test]
+    fn every_mode_reconstructs_the_volume() {
+        let shape = (2, 11, 9, 7);
+        let v = volume(shape);
+        let (patch, overlap) = ([5, 4, 3], [2, 2, 0]);
+        let locations = grid_locations([11, 9, 7], patch, overlap);
+        let patches = patches_of(&v, &locations, patch);
+        let grid = Grid {
+            overlap,
+            padded: false,
+            downsampling_factor: 1,
+        };
+        for mode in [OverlapMode::Crop, OverlapMode::Average, OverlapMode::Hann] {
+            let mut out = Array4::<f64>::zeros(shape);
+            let mut w = Array4::<f64>::zeros((1, 11, 9, 7));
+            add_batch(
+                out.view_mut(),
+                Some(w.view_mut()),
+                patches.view(),
+                &locations,
+                mode,
+                grid,
+            )
+            .unwrap();
+            if mode != OverlapMode::Crop {
+                out /= &w;
+            }
+            let err = (&out - &v).iter().fold(0.0f64, |m, &d| m.max(d.abs()));
+            let tolerance = if mode == OverlapMode::Hann { 1e-6 } else { 0.0 };
+            assert!(err <= tolerance * 1000.0, "{mode:?}: max error {err}");
+        }
+    }
+
+    #[test]
+    fn hann_window_matches_formula() {
+        let w = hann_window(3);
+        // hann_window(5, periodic=False) = [0, .5, 1, .5, 0]
+        assert!(
+            (w[0] - 0.5).abs() < 1e-7 && (w[1] - 1.0).abs() < 1e-7 && (w[2] - 0.5).abs() < 1e-7
+        );
+    }
+
+    #[test]
+    fn downsampled_crop_covers_the_output() {
+        let v = volume((1, 16, 16, 8));
+        let (patch, overlap) = ([8, 8, 8], [4, 4, 0]);
+        let locations = grid_locations([16, 16, 8], patch, overlap);
+        // A "model" that keeps every second voxel.
+        let starts: Vec<[usize; 3]> = locations
+            .iter()
+            .map(|l| [l[0] as usize, l[1] as usize, l[2] as usize])
+            .collect();
+        let full = crate::patches::extract::extract_patches(v.view(), &starts, patch).unwrap();
+        let down = full.slice(s![.., .., ..;2, ..;2, ..;2]).to_owned();
+        let expected = v.slice(s![.., ..;2, ..;2, ..;2]).to_owned();
+        let grid = Grid {
+            overlap,
+            padded: false,
+            downsampling_factor: 2,
+        };
+        for mode in [OverlapMode::Crop, OverlapMode::Average] {
+            let mut out = Array4::<f64>::zeros((1, 8, 8, 4));
+            let mut w = Array4::<f64>::zeros((1, 8, 8, 4));
+            add_batch(
+                out.view_mut(),
+                Some(w.view_mut()),
+                down.view(),
+                &locations,
+                mode,
+                grid,
+            )
+            .unwrap();
+            if mode != OverlapMode::Crop {
+                out /= &w;
+            }
+            assert_eq!(out, expected, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn bad_batches_are_errors() {
+        let v = volume((1, 6, 6, 6));
+        let locations = [[0i64, 0, 0, 3, 3, 3]];
+        let patches = patches_of(&v, &locations, [3, 3, 3]);
+        let grid = Grid {
+            overlap: [0; 3],
+            padded: false,
+            downsampling_factor: 1,
+        };
+        let mut out = Array4::<f64>::zeros((1, 6, 6, 6));
+        let wrong_size = [[0i64, 0, 0, 4, 3, 3]];
+        assert!(matches!(
+            add_batch(
+                out.view_mut(),
+                None,
+                patches.view(),
+                &wrong_size,
+                OverlapMode::Crop,
+                grid
+            ),
+            Err(Error::Shape(_))
+        ));
+        let outside = [[4i64, 0, 0, 7, 3, 3]];
+        assert!(add_batch(
+            out.view_mut(),
+            None,
+            patches.view(),
+            &outside,
+            OverlapMode::Crop,
+            grid
+        )
+        .is_err());
+        assert!(add_batch(
+            out.view_mut(),
+            None,
+            patches.view(),
+            &locations,
+            OverlapMode::Average,
+            grid
+        )
+        .is_err());
+        let mut ints = Array4::<i32>::zeros((1, 6, 6, 6));
+        let mut wi = Array4::<i32>::zeros((1, 6, 6, 6));
+        let pints = patches.mapv(|x| x as i32);
+        assert!(add_batch(
+            ints.view_mut(),
+            Some(wi.view_mut()),
+            pints.view(),
+            &locations,
+            OverlapMode::Hann,
+            grid
+        )
+        .is_err());
+        assert!("blend".parse::<OverlapMode>().is_err());
+    }
+}

@@ -1,0 +1,195 @@
+//! Copying rectangular regions (patches) out of a `(C, I, J, K)` volume.
+
+use ndarray::{s, Array4, Array5, ArrayView4};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::volume::{check_not_empty, Voxel};
+
+/// Checks that the region starting at `start` with extent `size` lies inside
+/// a volume of spatial shape `shape` and is not empty.
+fn check_region(shape: [usize; 3], start: [usize; 3], size: [usize; 3]) -> Result<()> {
+    for axis in 0..3 {
+        if size[axis] == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "patch size must be positive along every axis, got {size:?}"
+            )));
+        }
+        let end = start[axis].checked_add(size[axis]);
+        if end.is_none_or(|end| end > shape[axis]) {
+            return Err(Error::Shape(format!(
+                "patch starting at {start:?} with size {size:?} does not fit in a volume \
+                 of spatial shape {shape:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn spatial_shape<T>(volume: &ArrayView4<'_, T>) -> [usize; 3] {
+    let (_, ni, nj, nk) = volume.dim();
+    [ni, nj, nk]
+}
+
+/// Fills `out` (`planes` consecutive `pj x pk` planes in C order) with the
+/// region of `volume` at `starts[n]`, where plane `p` is `(n, channel, i)`.
+fn fill_planes<T: Voxel>(
+    volume: &ArrayView4<'_, T>,
+    starts: &[[usize; 3]],
+    size: [usize; 3],
+    out: &mut [T],
+) {
+    let channels = volume.dim().0;
+    let plane_len = size[1] * size[2];
+    // One task per output (patch, channel, i) plane of pj x pk voxels.
+    out.par_chunks_mut(plane_len)
+        .enumerate()
+        .for_each(|(plane_index, plane)| {
+            let i = plane_index % size[0];
+            let channel = (plane_index / size[0]) % channels;
+            let start = starts[plane_index / (size[0] * channels)];
+            let source = volume.slice(s![
+                channel,
+                start[0] + i,
+                start[1]..start[1] + size[1],
+                start[2]..start[2] + size[2]
+            ]);
+            for (row_out, row_in) in plane.chunks_mut(size[2]).zip(source.rows()) {
+                match row_in.as_slice() {
+                    Some(inp) => row_out.copy_from_slice(inp),
+                    None => row_out
+                        .iter_mut()
+                        .zip(row_in.iter())
+                        .for_each(|(o, &v)| *o = v),
+                }
+            }
+        });
+}
+
+/// Returns a new C-order copy of the region `(:, start + [0, size))` of `volume`.
+///
+/// `start` and `size` are `(i, j, k)` triplets; the region must lie inside
+/// the volume and be non-empty.
+pub fn extract_patch<T: Voxel>(
+    volume: ArrayView4<'_, T>,
+    start: [usize; 3],
+    size: [usize; 3],
+) -> Result<Array4<T>> {
+    check_not_empty(&volume, "volume")?;
+    check_region(spatial_shape(&volume), start, size)?;
+    let channels = volume.dim().0;
+    let mut output = Array4::<T>::default((channels, size[0], size[1], size[2]));
+    let Some(out) = output.as_slice_mut() else {
+        return Err(Error::Shape(
+            "freshly allocated output is not contiguous".into(),
+        ));
+    };
+    fill_planes(&volume, &[start], size, out);
+    Ok(output)
+}
+
+/// Copies `N` patches of one `size` from `volume` into one `(N, C, pi, pj, pk)` array.
+///
+/// `starts` holds the `(i, j, k)` corner of each patch; every region is
+/// bounds-checked before anything is copied.
+pub fn extract_patches<T: Voxel>(
+    volume: ArrayView4<'_, T>,
+    starts: &[[usize; 3]],
+    size: [usize; 3],
+) -> Result<Array5<T>> {
+    check_not_empty(&volume, "volume")?;
+    if size.contains(&0) {
+        return Err(Error::InvalidArgument(format!(
+            "patch size must be positive along every axis, got {size:?}"
+        )));
+    }
+    let shape = spatial_shape(&volume);
+    for &start in starts {
+        check_region(shape, start, size)?;
+    }
+    let channels = volume.dim().0;
+    let mut output = Array5::<T>::default((starts.len(), channels, size[0], size[1], size[2]));
+    let Some(out) = output.as_slice_mut() else {
+        return Err(Error::Shape(
+            "freshly allocated output is not contiguous".into(),
+        ));
+    };
+    fill_planes(&volume, starts, size, out);
+    Ok(output)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use ndarray::Array;
+
+    fn ramp(shape: (usize, usize, usize, usize)) -> Array4<i32> {
+        let n = shape.0 * shape.1 * shape.2 * shape.3;
+        Array::from_iter((0..n as i32).map(|v| v * 3 - 7))
+            .into_shape_with_order(shape)
+            .unwrap()
+    }
+
+    #[test]
+    fn patch_equals_slice() {
+        let volume = ramp((2, 7, 6, 5));
+        let patch = extract_patch(volume.view(), [1, 2, 0], [4, 3, 5]).unwrap();
+        assert_eq!(patch, volume.slice(s![.., 1..5, 2..5, 0..5]));
+        let whole = extract_patch(volume.view(), [0, 0, 0], [7, 6, 5]).unwrap();
+        assert_eq!(whole, volume);
+    }
+
+    #[test]
+    fn batched_patches_equal_slices() {
+        let volume = ramp((3, 9, 8, 7));
+        let starts = [[0, 0, 0], [5, 4, 3], [2, 6, 1], [5, 4, 3]];
+        let patches = extract_patches(volume.view(), &starts, [4, 2, 4]).unwrap();
+        assert_eq!(patches.dim(), (4, 3, 4, 2, 4));
+        for (n, start) in starts.iter().enumerate() {
+            let expected = volume.slice(s![
+                ..,
+                start[0]..start[0] + 4,
+                start[1]..start[1] + 2,
+                start[2]..start[2] + 4
+            ]);
+            assert_eq!(patches.slice(s![n, .., .., .., ..]), expected);
+        }
+        let none = extract_patches(volume.view(), &[], [1, 1, 1]).unwrap();
+        assert_eq!(none.dim(), (0, 3, 1, 1, 1));
+    }
+
+    #[test]
+    fn non_contiguous_input_is_copied_right() {
+        let volume = ramp((2, 6, 6, 6));
+        let strided = volume.slice(s![.., ..;2, .., ..;-1]);
+        let patch = extract_patch(strided, [1, 1, 1], [2, 3, 4]).unwrap();
+        assert_eq!(patch, strided.slice(s![.., 1..3, 1..4, 1..5]));
+    }
+
+    #[test]
+    fn out_of_bounds_and_empty_are_errors() {
+        let volume = ramp((1, 4, 4, 4));
+        assert!(matches!(
+            extract_patch(volume.view(), [1, 0, 0], [4, 1, 1]),
+            Err(Error::Shape(_))
+        ));
+        assert!(matches!(
+            extract_patch(volume.view(), [usize::MAX, 0, 0], [4, 1, 1]),
+            Err(Error::Shape(_))
+        ));
+        assert!(matches!(
+            extract_patch(volume.view(), [0, 0, 0], [0, 1, 1]),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            extract_patches(volume.view(), &[[0, 0, 0], [0, 0, 3]], [2, 2, 2]),
+            Err(Error::Shape(_))
+        ));
+        let empty = Array4::<i32>::zeros((0, 4, 4, 4));
+        assert!(matches!(
+            extract_patch(empty.view(), [0, 0, 0], [1, 1, 1]),
+            Err(Error::Empty(_))
+        ));
+    }
+}

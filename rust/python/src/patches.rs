@@ -1,0 +1,196 @@
+//! Bindings of the patch kernels: extraction, weighted sampling, aggregation.
+
+use ndarray::{Ix3, Ix4, Ix5};
+use numpy::{
+    IntoPyArray, PyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use torchvox_core::patches::{aggregate, extract, sampling};
+
+use crate::boundary::{not_contiguous, run};
+use crate::with_volume;
+
+fn corners(starts: &PyReadonlyArray2<'_, i64>) -> PyResult<Vec<[usize; 3]>> {
+    let view = starts.as_array();
+    if view.ncols() != 3 {
+        return Err(PyValueError::new_err(format!(
+            "starts must have shape (N, 3), got {:?}",
+            view.shape()
+        )));
+    }
+    view.rows()
+        .into_iter()
+        .map(|row| {
+            let mut corner = [0usize; 3];
+            for (axis, &v) in row.iter().enumerate() {
+                corner[axis] = usize::try_from(v).map_err(|_| {
+                    PyValueError::new_err(format!("patch corners must be non-negative, got {v}"))
+                })?;
+            }
+            Ok(corner)
+        })
+        .collect()
+}
+
+/// Copies the region `start + [0, size)` of a `(C, I, J, K)` volume into a new array.
+#[pyfunction]
+pub fn extract_patch<'py>(
+    py: Python<'py>,
+    volume: &Bound<'py, PyAny>,
+    start: [usize; 3],
+    size: [usize; 3],
+) -> PyResult<Bound<'py, PyAny>> {
+    with_volume!(volume, "volume", Ix4, |view: T| {
+        let out = run(py, || extract::extract_patch(view, start, size))?;
+        Ok(out.into_pyarray(py).into_any())
+    })
+}
+
+/// Copies `N` patches of one size (corners `starts`, `(N, 3)` int64) into `(N, C, pi, pj, pk)`.
+#[pyfunction]
+pub fn extract_patches<'py>(
+    py: Python<'py>,
+    volume: &Bound<'py, PyAny>,
+    starts: PyReadonlyArray2<'py, i64>,
+    size: [usize; 3],
+) -> PyResult<Bound<'py, PyAny>> {
+    let starts = corners(&starts)?;
+    with_volume!(volume, "volume", Ix4, |view: T| {
+        let out = run(py, || extract::extract_patches(view, &starts, size))?;
+        Ok(out.into_pyarray(py).into_any())
+    })
+}
+
+/// Draws one patch centre per uniform number from an `(I, J, K)` probability map.
+///
+/// Returns an `(N, 3)` int64 array of centre voxels.
+#[pyfunction]
+pub fn sample_centres<'py>(
+    py: Python<'py>,
+    probability_map: &Bound<'py, PyAny>,
+    patch_size: [usize; 3],
+    uniforms: PyReadonlyArray1<'py, f64>,
+) -> PyResult<Bound<'py, PyArray<i64, ndarray::Ix2>>> {
+    let uniforms = uniforms
+        .as_slice()
+        .map_err(|_| not_contiguous("uniforms"))?;
+    macro_rules! draw {
+        ($t:ty) => {
+            if let Ok(typed) = probability_map.cast::<PyArray<$t, Ix3>>() {
+                let guard = typed
+                    .try_readonly()
+                    .map_err(|e| PyValueError::new_err(format!("probability_map: {e}")))?;
+                let view = guard.as_array();
+                let centres = run(py, || sampling::sample_centres(view, patch_size, uniforms))?;
+                let flat: Vec<i64> = centres.iter().flatten().map(|&v| v as i64).collect();
+                let array = ndarray::Array2::from_shape_vec((centres.len(), 3), flat)
+                    .map_err(|e| PyValueError::new_err(e.to_string()))?;
+                return Ok(array.into_pyarray(py));
+            }
+        };
+    }
+    draw!(f32);
+    draw!(f64);
+    Err(PyTypeError::new_err(
+        "probability_map must be a 3D float32 or float64 NumPy array",
+    ))
+}
+
+/// Accumulates patches `(B, C, pi, pj, pk)` at `locations` `(B, 6)` into
+/// `output` `(C, I, J, K)` in place (and `weights` `(1, I, J, K)` for the
+/// `average` and `hann` modes); `output`, `weights` and `patches` share one dtype.
+#[pyfunction]
+#[pyo3(signature = (output, weights, patches, locations, mode, overlap, padded, downsampling_factor))]
+#[allow(clippy::too_many_arguments)]
+pub fn aggregate_patches(
+    py: Python<'_>,
+    output: &Bound<'_, PyAny>,
+    weights: Option<&Bound<'_, PyAny>>,
+    patches: &Bound<'_, PyAny>,
+    locations: PyReadonlyArray2<'_, i64>,
+    mode: &str,
+    overlap: [usize; 3],
+    padded: bool,
+    downsampling_factor: usize,
+) -> PyResult<()> {
+    let mode: aggregate::OverlapMode = mode.parse().map_err(crate::boundary::to_py_err)?;
+    let grid = aggregate::Grid {
+        overlap,
+        padded,
+        downsampling_factor,
+    };
+    let locations_view = locations.as_array();
+    if locations_view.ncols() != 6 {
+        return Err(PyValueError::new_err(format!(
+            "locations must have shape (B, 6), got {:?}",
+            locations_view.shape()
+        )));
+    }
+    let rows: Vec<[i64; 6]> = locations_view
+        .rows()
+        .into_iter()
+        .map(|r| {
+            let mut row = [0i64; 6];
+            row.iter_mut().zip(r.iter()).for_each(|(o, &v)| *o = v);
+            row
+        })
+        .collect();
+    macro_rules! accumulate {
+        ($t:ty) => {
+            if let Ok(out) = output.cast::<PyArray<$t, Ix4>>() {
+                let batch = patches.cast::<PyArray<$t, Ix5>>().map_err(|_| {
+                    PyTypeError::new_err("patches must be a 5D array of the output's dtype")
+                })?;
+                if !out.is_c_contiguous() {
+                    return Err(not_contiguous("output"));
+                }
+                if !batch.is_c_contiguous() {
+                    return Err(not_contiguous("patches"));
+                }
+                let mut out_guard = out
+                    .try_readwrite()
+                    .map_err(|e| PyValueError::new_err(format!("output: {e}")))?;
+                let batch_guard = batch
+                    .try_readonly()
+                    .map_err(|e| PyValueError::new_err(format!("patches: {e}")))?;
+                let mut weight_guard = match weights {
+                    Some(w) => {
+                        let w = w.cast::<PyArray<$t, Ix4>>().map_err(|_| {
+                            PyTypeError::new_err("weights must be a 4D array of the output's dtype")
+                        })?;
+                        if !w.is_c_contiguous() {
+                            return Err(not_contiguous("weights"));
+                        }
+                        Some(
+                            w.try_readwrite()
+                                .map_err(|e| PyValueError::new_err(format!("weights: {e}")))?,
+                        )
+                    }
+                    None => None,
+                };
+                let out_view = out_guard.as_array_mut();
+                let weight_view = weight_guard.as_mut().map(|g| g.as_array_mut());
+                let batch_view = batch_guard.as_array();
+                return run(py, || {
+                    aggregate::add_batch(out_view, weight_view, batch_view, &rows, mode, grid)
+                });
+            }
+        };
+    }
+    accumulate!(f32);
+    accumulate!(f64);
+    accumulate!(u8);
+    accumulate!(i16);
+    accumulate!(i32);
+    accumulate!(i64);
+    Err(crate::boundary::unsupported_dtype("output", output))
+}
+
+pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_function(wrap_pyfunction!(extract_patch, module)?)?;
+    module.add_function(wrap_pyfunction!(extract_patches, module)?)?;
+    module.add_function(wrap_pyfunction!(sample_centres, module)?)?;
+    module.add_function(wrap_pyfunction!(aggregate_patches, module)?)?;
+    Ok(())
+}

@@ -1,0 +1,165 @@
+"""Queue: epoch and length semantics, carried-over patches, subject samplers, workers."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import Counter
+
+import pytest
+import torch
+import torchio
+from torch.utils.data.distributed import DistributedSampler
+
+import torchvox as tio
+
+
+def _dataset(module=tio, n=5, num_samples=None, transform=None):
+    subjects = []
+    for index in range(n):
+        tensor = torch.full((1, 10, 9, 8), float(index))
+        items = {"t1": module.ScalarImage(tensor=tensor), "index": index}
+        if num_samples is not None and index in num_samples:
+            items["num_samples"] = num_samples[index]
+        subjects.append(module.Subject(**items))
+    return module.SubjectsDataset(subjects, transform=transform)
+
+
+def _drain(queue, epochs=1):
+    return [queue[i] for _ in range(epochs) for i in range(len(queue))]
+
+
+@pytest.mark.parametrize("max_length", [4, 7, 12, 100])
+def test_every_subject_contributes_samples_per_volume_per_epoch(max_length) -> None:
+    torch.manual_seed(0)
+    queue = tio.Queue(_dataset(), max_length, 4, tio.UniformSampler(3))
+    assert len(queue) == 20
+    for _ in range(2):
+        patches = _drain(queue)
+        assert Counter(p["index"] for p in patches) == dict.fromkeys(range(5), 4)
+        for patch in patches:
+            assert patch["t1"].shape == (1, 3, 3, 3)
+            assert torch.all(patch["t1"].data == patch["index"])
+
+
+def test_per_subject_num_samples_and_leftovers() -> None:
+    dataset = _dataset(num_samples={1: 6, 3: 1})
+    queue = tio.Queue(dataset, 5, 3, tio.UniformSampler(3), shuffle_subjects=False)
+    assert len(queue) == 3 + 6 + 3 + 1 + 3
+    # Subject 1 does not fit in the 2 free slots: 4 patches are carried to the next fill.
+    first_fill = [queue[0] for _ in range(5)]
+    assert [p["index"] for p in first_fill].count(1) == 2
+    second_fill = [queue[0] for _ in range(5)]
+    assert [p["index"] for p in second_fill].count(1) == 4
+    # Same sequence of subjects as TorchIO's queue, patch for patch.
+    reference = torchio.Queue(
+        _dataset(torchio, num_samples={1: 6, 3: 1}),
+        5,
+        3,
+        torchio.UniformSampler(3),
+        shuffle_subjects=False,
+        shuffle_patches=False,
+    )
+    ours = tio.Queue(
+        dataset, 5, 3, tio.UniformSampler(3), shuffle_subjects=False, shuffle_patches=False
+    )
+    assert [p["index"] for p in _drain(ours, 3)] == [p["index"] for p in _drain(reference, 3)]
+
+
+def test_matches_torchio_queue_lengths_and_memory() -> None:
+    ours = tio.Queue(_dataset(), 6, 3, tio.UniformSampler((3, 4, 5)), start_background=False)
+    theirs = torchio.Queue(
+        _dataset(torchio), 6, 3, torchio.UniformSampler((3, 4, 5)), start_background=False
+    )
+    assert len(ours) == len(theirs)
+    assert ours.get_max_memory() == theirs.get_max_memory() == 4 * 60 * 6
+    assert ours.get_max_memory_pretty() == "1.4 KiB"
+    assert repr(ours) == repr(theirs)
+
+
+def _add_noise(subject):
+    """A random augmentation drawing from torch's generator, like RandomNoise."""
+    image = subject["t1"]
+    image.set_data(image.data + torch.randn(image.data.shape))
+    return subject
+
+
+def _locations_and_values(num_workers):
+    torch.manual_seed(123)
+    transform = _add_noise
+    queue = tio.Queue(
+        _dataset(transform=transform, n=4),
+        5,
+        3,
+        tio.UniformSampler(4),
+        num_workers=num_workers,
+    )
+    patches = _drain(queue, epochs=2)
+    return [(p["index"], p["location"].tolist(), float(p["t1"].data.sum())) for p in patches]
+
+
+def test_same_patches_for_any_number_of_workers() -> None:
+    single = _locations_and_values(0)
+    double = _locations_and_values(2)
+    assert single == double
+    assert len({index for index, _, _ in single}) == 4
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_works_with_spawn_and_fork(method) -> None:
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"{method} not available")
+    torch.manual_seed(1)
+    queue = tio.Queue(_dataset(n=3), 4, 2, tio.UniformSampler(3), num_workers=1)
+    original = torch.utils.data.DataLoader.__init__
+
+    def init(self, *args, **kwargs):
+        kwargs.setdefault("multiprocessing_context", method)
+        original(self, *args, **kwargs)
+
+    torch.utils.data.DataLoader.__init__ = init  # type: ignore[method-assign]
+    try:
+        queue._initialize_subjects_iterable()
+        patches = _drain(queue)
+    finally:
+        torch.utils.data.DataLoader.__init__ = original  # type: ignore[method-assign]
+    assert Counter(p["index"] for p in patches) == {0: 2, 1: 2, 2: 2}
+
+
+def test_distributed_sampler_splits_subjects() -> None:
+    dataset = _dataset(n=6)
+    seen = []
+    for rank in range(2):
+        sampler = DistributedSampler(dataset, num_replicas=2, rank=rank, shuffle=False)
+        queue = tio.Queue(
+            dataset, 4, 2, tio.UniformSampler(3), subject_sampler=sampler, shuffle_subjects=False
+        )
+        assert queue.num_subjects == 3
+        assert len(queue) == 6
+        indices = {p["index"] for p in _drain(queue)}
+        assert len(indices) == 3
+        seen.append(indices)
+    assert seen[0].isdisjoint(seen[1]) and seen[0] | seen[1] == set(range(6))
+
+
+def test_works_with_an_outer_loader() -> None:
+    torch.manual_seed(0)
+    queue = tio.Queue(_dataset(), 8, 2, tio.UniformSampler(4))
+    loader = tio.SubjectsLoader(queue, batch_size=3, num_workers=0)
+    batches = list(loader)
+    assert sum(len(b["location"]) for b in batches) == 10
+    assert batches[0]["t1"]["data"].shape == (3, 1, 4, 4, 4)
+
+
+def test_bad_arguments() -> None:
+    dataset = _dataset()
+    sampler = tio.UniformSampler(3)
+    with pytest.raises(ValueError, match="max_length"):
+        tio.Queue(dataset, 2, 3, sampler)
+    with pytest.raises(ValueError, match="shuffle_subjects"):
+        tio.Queue(dataset, 4, 2, sampler, subject_sampler=DistributedSampler(dataset, 1, 0))
+    with pytest.raises(ValueError, match="samples_per_volume"):
+        tio.Queue(dataset, 4, 0, sampler)
+    with pytest.raises(ValueError, match="num_workers"):
+        tio.Queue(dataset, 4, 2, sampler, num_workers=-1)
+    with pytest.raises(TypeError, match="PatchSampler"):
+        tio.Queue(dataset, 4, 2, object())  # type: ignore[arg-type]
