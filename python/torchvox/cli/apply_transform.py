@@ -68,7 +68,12 @@ def main(
 
     from ..utils import apply_transform_to_file
 
-    transform = get_transform_class(transform_name)(**parse_kwargs(kwargs))
+    try:
+        transform = get_transform_class(transform_name)(**parse_kwargs(kwargs))
+    except (ValueError, TypeError) as error:
+        # Unknown names and bad arguments are user errors: a message, not a traceback.
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(code=1) from error
     if seed is not None:
         torch.manual_seed(seed)
     columns = (SpinnerColumn(), TextColumn("[progress.description]{task.description}"))

@@ -630,6 +630,83 @@ class Image(dict[str, object]):
         reoriented.affine = affine
         return reoriented
 
+    # --------------------------------------------------------------------- display
+
+    def plot(self, return_fig: bool = False, **kwargs: Any) -> Any:
+        """Plot the image: three orthogonal slices, or the picture itself if it is 2D.
+
+        Args:
+            return_fig: Return the matplotlib figure.
+            **kwargs: Passed to :func:`torchvox.visualization.plot_volume` (3D) or
+                :func:`torchvox.visualization.plot_image_2d` (2D), e.g. ``show=False``,
+                ``output_path='slices.png'``.
+
+        Returns:
+            The figure if ``return_fig``, else ``None``.
+        """
+        from ..visualization import plot_image_2d, plot_volume
+
+        figure = plot_image_2d(self, **kwargs) if self.is_2d() else plot_volume(self, **kwargs)
+        return figure if return_fig else None
+
+    def _repr_html_(self) -> str:
+        """Notebook display: the plot as an inline base64 PNG (the repr without matplotlib)."""
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return repr(self)
+        from ..visualization import figure_to_html
+
+        return figure_to_html(self.plot(return_fig=True, show=False))
+
+    def show(self, viewer_path: TypePath | None = None) -> None:
+        """Open the image in an external viewer (ITK-SNAP, 3D Slicer...).
+
+        Args:
+            viewer_path: Viewer executable. If ``None``, the ``SITK_SHOW_COMMAND``
+                environment variable, then an installed ITK-SNAP or 3D Slicer.
+
+        Raises:
+            RuntimeError: If no viewer is found or it cannot be started.
+        """
+        from ..visualization import show_in_viewer
+
+        show_in_viewer(self, viewer_path)
+
+    def to_gif(
+        self,
+        axis: int,
+        duration: float,
+        output_path: TypePath,
+        loop: int = 0,
+        rescale: bool = True,
+        optimize: bool = True,
+        reverse: bool = False,
+    ) -> None:
+        """Write an animated GIF of the slices along a spatial axis (needs Pillow).
+
+        Args:
+            axis: Spatial axis (0, 1 or 2) the animation moves along.
+            duration: Duration of the whole animation in seconds (at most 100 fps).
+            output_path: GIF file to write.
+            loop: Times the animation repeats; 0 means forever.
+            rescale: Map the intensity range to [0, 255] (else values are clamped).
+            optimize: Let Pillow compress the palette.
+            reverse: Play the frames in reverse order.
+        """
+        from ..visualization import make_gif
+
+        make_gif(
+            self.data,
+            axis=axis,
+            duration=duration,
+            output_path=output_path,
+            loop=loop,
+            optimize=optimize,
+            rescale=rescale,
+            reverse=reverse,
+        )
+
     # --------------------------------------------------------------------- slicing
 
     def _crop_from_slices(self, slices: TypeSlice | tuple[Any, ...]) -> Image:
@@ -693,6 +770,53 @@ class ScalarImage(Image):
             raise ValueError("Type of ScalarImage is always torchvox.INTENSITY")
         kwargs["type"] = INTENSITY
         super().__init__(*args, **kwargs)
+
+    def hist(self, **kwargs: Any) -> Any:
+        """Plot a histogram of all voxel values (Freedman-Diaconis bins).
+
+        Args:
+            **kwargs: Passed to :func:`torchvox.visualization.plot_histogram`
+                (``show``, and ``plt.hist`` arguments such as ``bins``).
+
+        Returns:
+            The matplotlib figure.
+        """
+        from ..visualization import plot_histogram
+
+        return plot_histogram(self.data.flatten().numpy(), **kwargs)
+
+    def to_video(
+        self,
+        output_path: TypePath,
+        frame_rate: float | None = 15,
+        seconds: float | None = None,
+        direction: str = "I",
+        verbosity: str = "error",
+    ) -> None:
+        """Write the slices as an H.265 MP4 video (needs ffmpeg).
+
+        Args:
+            output_path: ``.mp4`` file to write.
+            frame_rate: Frames per second; ignored if ``seconds`` is given.
+            seconds: Duration of the whole video.
+            direction: Direction of travel through the body: ``'I'`` (axial, top to
+                bottom), ``'S'``, ``'A'``, ``'P'``, ``'R'`` or ``'L'``.
+            verbosity: ffmpeg log level.
+
+        Raises:
+            RuntimeError: If no ffmpeg executable is available (install ffmpeg or
+                ``pip install imageio-ffmpeg``) or the encoding fails.
+        """
+        from ..visualization import make_video
+
+        make_video(
+            self,
+            output_path,
+            seconds=seconds,
+            frame_rate=None if seconds is not None else frame_rate,
+            direction=direction,
+            verbosity=verbosity,
+        )
 
 
 class LabelMap(Image):

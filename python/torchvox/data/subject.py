@@ -78,6 +78,31 @@ class Subject(dict[str, object]):
             f" images: {len(self.get_images(intensity_only=False))})"
         )
 
+    def _repr_html_(self) -> str:
+        """Notebook display: the subject's plot as an inline base64 PNG."""
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return repr(self)
+        from ..visualization import figure_to_html
+
+        return figure_to_html(self.plot(return_fig=True, show=False))
+
+    def plot(self, return_fig: bool = False, **kwargs: Any) -> Any:
+        """Plot every image: one row of three orthogonal slices per image.
+
+        Args:
+            return_fig: Return the matplotlib figure.
+            **kwargs: Passed to :func:`torchvox.visualization.plot_subject`.
+
+        Returns:
+            The figure if ``return_fig``, else ``None``.
+        """
+        from ..visualization import plot_subject
+
+        figure = plot_subject(self, **kwargs)
+        return figure if return_fig else None
+
     def __len__(self) -> int:
         return len(self.get_images(intensity_only=False))
 
