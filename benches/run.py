@@ -14,7 +14,7 @@ import importlib
 import os
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -73,7 +73,7 @@ def main() -> None:
     header = [
         "# torchvox benchmarks",
         "",
-        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} on {threads} cores "
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M UTC} on {threads} cores "
         f"({platform.processor() or platform.machine()}); {_versions()}.",
         "",
         "Median of several calls after a warm-up, all libraries in the same process on the same",

@@ -174,7 +174,9 @@ def sample_patches(subject: Subject, augment: Any, patch_size: int, batches: int
     import torchvox as tio
 
     dataset = tio.SubjectsDataset([subject] * 4, transform=augment)
-    sampler = tio.LabelSampler(patch_size, label_name="tissues", label_probabilities={0: 1, 1: 2, 2: 2})
+    sampler = tio.LabelSampler(
+        patch_size, label_name="tissues", label_probabilities={0: 1, 1: 2, 2: 2}
+    )
     queue = tio.Queue(dataset, max_length=16, samples_per_volume=4, sampler=sampler, num_workers=0)
     loader = tio.SubjectsLoader(queue, batch_size=4, num_workers=0)
     shapes = []
@@ -201,15 +203,18 @@ def grid_inference(subject: Subject, model: torch.nn.Module, patch_size: int) ->
 
 def write_figure(original: Subject, augmented: Subject, path: Path) -> None:
     """Save three orthogonal slices of the original and augmented subjects with labels."""
-    import matplotlib
+    import numpy as np
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .visualization import import_pyplot, label_colormap
 
+    plt = import_pyplot()
     figure, axes = plt.subplots(2, 3, figsize=(10, 7))
+    num_labels = int(max(original["tissues"].data.max(), augmented["tissues"].data.max()))
+    cmap, norm = label_colormap(num_labels)
     for row, (title, subject) in enumerate((("preprocessed", original), ("augmented", augmented))):
         t1 = subject["t1"].data[0].float().numpy()
         labels = subject["tissues"].data[0].numpy()
+        low, high = np.percentile(t1, (1, 99))
         centre = [size // 2 for size in t1.shape]
         views = {
             "sagittal": (t1[centre[0]], labels[centre[0]]),
@@ -218,10 +223,10 @@ def write_figure(original: Subject, augmented: Subject, path: Path) -> None:
         }
         for column, (view, (image, label)) in enumerate(views.items()):
             axis = axes[row, column]
-            axis.imshow(image.T, cmap="gray", origin="lower")
-            masked = torch.from_numpy(label.T).float().numpy()
-            masked[masked == 0] = float("nan")
-            axis.imshow(masked, cmap="viridis", alpha=0.35, origin="lower", vmin=0, vmax=3)
+            axis.imshow(image.T, cmap="gray", origin="lower", vmin=low, vmax=high)
+            axis.imshow(
+                label.T, cmap=cmap, norm=norm, alpha=0.3, origin="lower", interpolation="nearest"
+            )
             axis.set_title(f"{title} {view}")
             axis.axis("off")
     figure.tight_layout()
@@ -256,14 +261,18 @@ def run_demo(
     sample, name = load_sample(force_phantom, phantom_size)
     report = DemoReport(sample=name, output_dir=output_dir)
     spacing = 1.5 if "MNI" in name else 1.0
-    patch_size = 48
     with _Steps(report, total=8, progress=progress) as steps:
         steps.run("load", sample.load)
         report.details["load"] = f"t1 {tuple(sample['t1'].shape)}"
 
         preprocessed = steps.run("preprocess", lambda: preprocessing(spacing)(sample))
         report.details["preprocess"] = f"t1 {tuple(preprocessed['t1'].shape)}, {spacing} mm"
+        # Patches must fit well inside the volume for the label sampler to have room.
+        patch_size = max(8, min(48, min(preprocessed.spatial_shape) // 2 // 8 * 8))
 
+        # Only the augmentation is to be inverted on the prediction, so the augmented
+        # subject's history starts after preprocessing.
+        preprocessed.clear_history()
         augment = augmentation()
         augmented = steps.run("augment", lambda: augment(preprocessed))
         report.details["augment"] = f"{len(augmented.history)} transforms recorded"
@@ -280,7 +289,9 @@ def run_demo(
         report.details["grid inference"] = f"prediction {tuple(prediction.shape)}"
 
         def invert() -> Subject:
-            augmented.add_image(LabelMap(tensor=prediction, affine=augmented["t1"].affine), "prediction")
+            augmented.add_image(
+                LabelMap(tensor=prediction, affine=augmented["t1"].affine), "prediction"
+            )
             return augmented.apply_inverse_transform(warn=False)
 
         inverted = steps.run("invert augmentation", invert)

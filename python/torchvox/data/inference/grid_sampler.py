@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Generator
 
 import numpy as np
+from torch.utils.data import Dataset
 
 from ...types import TypeSpatialShape, TypeTripletInt
 from ...utils import to_tuple
@@ -14,7 +15,7 @@ from ..subject import Subject
 __all__ = ["GridSampler"]
 
 
-class GridSampler(PatchSampler):
+class GridSampler(PatchSampler, Dataset):
     r"""Extract patches across a whole volume, on a regular grid.
 
     Usable as a :class:`torch.utils.data.Dataset` (``len`` and indexing), typically
