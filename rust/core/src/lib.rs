@@ -4,8 +4,15 @@
 //! generic over [`volume::Voxel`], returns [`error::Result`] instead of
 //! panicking, and uses rayon only inside [`parallel::install`].
 
+pub mod affine;
 pub mod error;
+pub mod filter;
+pub mod io;
+pub mod intensity;
+pub mod kspace;
+pub mod label;
 pub mod parallel;
+pub mod patches;
 pub mod spatial;
 pub mod volume;
 

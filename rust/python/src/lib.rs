@@ -6,7 +6,15 @@
 use pyo3::prelude::*;
 
 pub mod boundary;
+mod intensity;
+mod kspace;
+mod filter;
+mod augment;
+mod label;
 mod spatial;
+mod warp;
+mod patches;
+mod nifti;
 
 /// Sets the number of threads kernels use in this process (0 = all cores).
 #[pyfunction]
@@ -25,5 +33,13 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(set_num_threads, module)?)?;
     module.add_function(wrap_pyfunction!(get_num_threads, module)?)?;
     spatial::register(module)?;
+    intensity::register(module)?;
+    kspace::register(module)?;
+    filter::register(module)?;
+    augment::register(module)?;
+    warp::register(module)?;
+    label::register(module)?;
+    patches::register(module)?;
+    nifti::register(module)?;
     Ok(())
 }

@@ -1,0 +1,220 @@
+"""Fused (lazy) resampling: one interpolation for a run of spatial transforms.
+
+When a :class:`~torchvox.transforms.Compose` has ``fuse=True``, each run of
+consecutive *fusable* children (``Resample`` without antialiasing, ``Affine``,
+``ElasticDeformation``, ``AffineElasticDeformation`` and their random
+versions) is applied lazily: every transform still computes its parameters
+and records itself in the history, but instead of interpolating it appends
+its coordinate mapping to a per-image chain and moves the image to its new
+grid. The image data are replaced by a zero-cost placeholder of the new shape
+(an expanded view, no memory). When the run ends, each image is interpolated
+once, from its original data, through the whole chain. Replaying the history
+with a fused ``Compose`` reproduces the output exactly.
+
+The fill value and interpolation of a fused image are those of the first
+transform of the run that touches it (computed on the original data);
+scalar images become float32 if any transform of the run converts them.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from ..data.image import Image
+    from .composition import Compose
+    from .spatial.resample import ChainStep
+
+__all__ = ["FusionRun", "apply_fused", "current_run", "is_fusable"]
+
+FillFunction = Callable[[torch.Tensor], "list[float] | float"]
+
+_CURRENT: contextvars.ContextVar[FusionRun | None] = contextvars.ContextVar(
+    "torchvox_fusion_run", default=None
+)
+
+
+@dataclass
+class _LazyImage:
+    """What a deferred image needs for its single interpolation."""
+
+    data: torch.Tensor
+    affine: np.ndarray
+    interpolation: str
+    fill: list[float] | float
+    to_float32: bool
+    chain: list[ChainStep] = field(default_factory=list)
+
+
+class FusionRun:
+    """Deferred resampling of the images of one subject during a run of transforms."""
+
+    def __init__(self) -> None:
+        self._images: dict[int, tuple[Image, _LazyImage]] = {}
+
+    def defer(
+        self,
+        image: Image,
+        shape: Sequence[int],
+        target_affine: np.ndarray,
+        chain: Sequence[ChainStep],
+        interpolation: str,
+        fill: FillFunction,
+        to_float32: bool,
+    ) -> None:
+        """Record that ``image`` moves to (``shape``, ``target_affine``) through ``chain``.
+
+        ``chain`` maps points of the new grid to points of the image's current grid.
+        """
+        key = id(image)
+        if key in self._images:
+            state = self._images[key][1]
+            state.to_float32 = state.to_float32 or to_float32
+        else:
+            state = _LazyImage(
+                data=image.data,
+                affine=np.array(image.affine, dtype=np.float64),
+                interpolation=interpolation,
+                fill=fill(image.data),
+                to_float32=to_float32,
+            )
+            self._images[key] = (image, state)
+        # New steps come first: they act on the newest grid's points.
+        state.chain = [*chain, *state.chain]
+        dtype = torch.float32 if state.to_float32 and _is_scalar(image) else state.data.dtype
+        placeholder = torch.zeros((), dtype=dtype).expand(
+            state.data.shape[0], *(int(n) for n in shape)
+        )
+        image.set_data(placeholder)
+        image.affine = np.array(target_affine, dtype=np.float64)
+
+    def flush(self) -> None:
+        """Interpolate every deferred image once and forget the run."""
+        from .spatial.resample import warp_tensor
+
+        for image, state in self._images.values():
+            data = state.data
+            if state.to_float32 and _is_scalar(image) and data.dtype != torch.float32:
+                data = data.to(torch.float32)
+            result = warp_tensor(
+                data,
+                state.affine,
+                image.spatial_shape,
+                image.affine,
+                state.chain,
+                state.interpolation,
+                state.fill,
+            )
+            image.set_data(result)
+        self._images.clear()
+
+
+def _is_scalar(image: Image) -> bool:
+    from ..data.image import ScalarImage
+
+    return isinstance(image, ScalarImage)
+
+
+def current_run() -> FusionRun | None:
+    """The run collecting deferred resamplings, if a fused Compose is applying one."""
+    return _CURRENT.get()
+
+
+def is_fusable(transform: object) -> bool:
+    """Whether ``transform`` can join a fused run."""
+    from .spatial.affine import Affine, RandomAffine
+    from .spatial.affine_elastic import AffineElasticDeformation, RandomAffineElasticDeformation
+    from .spatial.elastic import ElasticDeformation, RandomElasticDeformation
+    from .spatial.resample import NATIVE_INTERPOLATIONS, Resample
+
+    fusable = (
+        Affine,
+        RandomAffine,
+        ElasticDeformation,
+        RandomElasticDeformation,
+        AffineElasticDeformation,
+        RandomAffineElasticDeformation,
+    )
+    if getattr(transform, "keep", None) is not None:
+        return False  # kept copies must hold real data
+    if isinstance(transform, Resample):
+        return (
+            not transform.antialias
+            and transform.pre_affine_name is None
+            and transform.image_interpolation in NATIVE_INTERPOLATIONS
+            and transform.label_interpolation in NATIVE_INTERPOLATIONS
+        )
+    if isinstance(transform, fusable):
+        names = [
+            getattr(transform, n, "linear") for n in ("image_interpolation", "label_interpolation")
+        ]
+        return all(name in NATIVE_INTERPOLATIONS for name in names)
+    return False
+
+
+def apply_fused(compose: Compose, subject: Any) -> Any:
+    """Apply the children of ``compose``, fusing runs of fusable transforms."""
+    from ..data.subject import Subject
+
+    if not isinstance(subject, Subject):
+        for child in compose.transforms:
+            subject = compose._apply_child(child, subject)
+        return subject
+    run: FusionRun | None = None
+    token = None
+    try:
+        for child in compose.transforms:
+            if is_fusable(child):
+                if run is None:
+                    run = FusionRun()
+                    token = _CURRENT.set(run)
+                subject = compose._apply_child(child, subject)
+                continue
+            if run is not None and token is not None:
+                _CURRENT.reset(token)
+                run.flush()
+                run, token = None, None
+            subject = compose._apply_child(child, subject)
+    finally:
+        if run is not None and token is not None:
+            _CURRENT.reset(token)
+            run.flush()
+    return subject
+
+
+def resample_or_defer(
+    image: Image,
+    shape: Sequence[int],
+    target_affine: np.ndarray,
+    chain: Sequence[ChainStep],
+    interpolation: str,
+    fill: FillFunction,
+    to_float32: bool = False,
+) -> None:
+    """Resample ``image`` now, or defer it to the active fused run.
+
+    Args:
+        image: The image to move.
+        shape: New spatial shape.
+        target_affine: New voxel -> world affine.
+        chain: Coordinate chain from new-grid world points to current-grid ones.
+        interpolation: Interpolation name.
+        fill: Computes the per-channel fill from the (original) data.
+        to_float32: Convert scalar images to float32 (as TorchIO's Affine/Elastic do).
+    """
+    run = current_run()
+    if run is not None:
+        run.defer(image, shape, target_affine, chain, interpolation, fill, to_float32)
+        return
+    from .spatial.resample import warp_image
+
+    fill_values = fill(image.data)
+    if to_float32 and _is_scalar(image) and image.data.dtype != torch.float32:
+        image.set_data(image.data.to(torch.float32))
+    warp_image(image, shape, target_affine, chain, interpolation, fill_values)

@@ -1,0 +1,406 @@
+"""Resampling onto a new grid (``Resample``) and the warp helpers shared by every
+spatial transform that moves voxels (affine, elastic, fused chains).
+
+A *chain* is a list of coordinate transforms applied, in order, to world points
+of the output grid to find where to sample the input (the convention of ITK's
+``ResampleImageFilter``): 4x4 RAS world -> world matrices and
+``(field, field_affine)`` pairs, where ``field`` is a ``(3, I, J, K)`` float32
+displacement in mm and a point ``p`` maps to ``p + field(p)``. The Rust kernel
+interpolates once for the whole chain; SimpleITK's rarer interpolators
+(gaussian, label_gaussian and the windowed sincs) go through SimpleITK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence, Sized
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+
+from ..._backend import native, to_numpy, to_tensor
+from ...data.image import Image, ScalarImage
+from ...data.subject import Subject
+from ..fusion import resample_or_defer
+from ..spatial_transform import SpatialTransform
+
+__all__ = ["ChainStep", "Resample", "reference_grid_from_spacing", "warp_image", "warp_tensor"]
+
+#: One step of a coordinate chain: a 4x4 world -> world matrix or (field, field_affine).
+ChainStep = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
+
+#: Interpolations the Rust kernel implements; others go through SimpleITK.
+NATIVE_INTERPOLATIONS = ("nearest", "linear", "bspline", "label")
+_NATIVE_DTYPES = (np.float32, np.float64, np.uint8, np.int16, np.int32, np.int64)
+_FLIP_XY = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+TypeTarget = Any
+
+
+def _as_native_array(data: torch.Tensor) -> tuple[np.ndarray, torch.dtype | None]:
+    """C-contiguous NumPy view of ``data`` in a dtype the kernel accepts.
+
+    Returns:
+        The array and, if it had to be cast, the dtype to cast the result back to.
+    """
+    array = to_numpy(data)
+    if array.dtype.type in _NATIVE_DTYPES:
+        return array, None
+    restore = data.dtype if data.dtype != torch.bool else torch.uint8
+    cast = np.float32 if array.dtype.kind == "f" else np.int64
+    return np.ascontiguousarray(array.astype(cast)), restore
+
+
+def _sitk_image(channel: np.ndarray, affine: np.ndarray) -> Any:
+    import SimpleITK as sitk  # noqa: N813 (only the rare interpolators need it)
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(channel.transpose(2, 1, 0)))
+    lps = _FLIP_XY @ affine
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((lps[:3, :3] / spacing).flatten().tolist())
+    image.SetOrigin(lps[:3, 3].tolist())
+    return image
+
+
+def _sitk_warp(
+    array: np.ndarray,
+    affine: np.ndarray,
+    shape: Sequence[int],
+    target_affine: np.ndarray,
+    chain: Sequence[ChainStep],
+    interpolation: str,
+    fill: Sequence[float],
+) -> np.ndarray:
+    """The same warp through SimpleITK, for interpolators the kernel lacks."""
+    import SimpleITK as sitk  # noqa: N813
+
+    from ..interpolation import get_sitk_interpolator
+
+    composite = sitk.CompositeTransform(3)
+    # ITK applies the most recently added transform first.
+    for step in reversed(list(chain)):
+        if isinstance(step, tuple):
+            field, field_affine = step
+            vectors = np.moveaxis(np.asarray(field, np.float64), 0, -1) * np.array(
+                [-1.0, -1.0, 1.0]
+            )
+            vector_image = sitk.GetImageFromArray(
+                np.ascontiguousarray(vectors.transpose(2, 1, 0, 3)), isVector=True
+            )
+            reference = _sitk_image(np.zeros(field.shape[1:], np.float32), field_affine)
+            vector_image.CopyInformation(reference)
+            composite.AddTransform(sitk.DisplacementFieldTransform(vector_image))
+        else:
+            lps = _FLIP_XY @ np.asarray(step, np.float64) @ _FLIP_XY
+            transform = sitk.AffineTransform(3)
+            transform.SetMatrix(lps[:3, :3].flatten().tolist())
+            transform.SetTranslation(lps[:3, 3].tolist())
+            composite.AddTransform(transform)
+    reference = _sitk_image(np.zeros(tuple(shape), np.float32), target_affine)
+    channels = []
+    for channel, value in zip(array, fill, strict=True):
+        resampler = sitk.ResampleImageFilter()
+        resampler.SetReferenceImage(reference)
+        resampler.SetOutputPixelType(sitk.GetImageFromArray(channel[:1, :1, :1]).GetPixelID())
+        resampler.SetTransform(composite)
+        resampler.SetInterpolator(get_sitk_interpolator(interpolation))
+        resampler.SetDefaultPixelValue(float(value))
+        result = resampler.Execute(_sitk_image(channel, affine))
+        channels.append(sitk.GetArrayFromImage(result).transpose(2, 1, 0))
+    return np.ascontiguousarray(np.stack(channels))
+
+
+def warp_tensor(
+    data: torch.Tensor,
+    affine: np.ndarray,
+    shape: Sequence[int],
+    target_affine: np.ndarray,
+    chain: Sequence[ChainStep],
+    interpolation: str,
+    fill: Sequence[float] | float = 0.0,
+) -> torch.Tensor:
+    """Resample a ``(C, I, J, K)`` tensor onto a grid through a coordinate chain.
+
+    Args:
+        data: ``(C, I, J, K)`` tensor.
+        affine: ``(4, 4)`` voxel -> RAS world affine of ``data``.
+        shape: Output spatial shape ``(I', J', K')``.
+        target_affine: ``(4, 4)`` voxel -> world affine of the output grid.
+        chain: Coordinate transforms mapping output world points to input ones.
+        interpolation: Canonical interpolation name.
+        fill: Value for points outside the input, one per channel or one for all.
+
+    Returns:
+        ``(C, I', J', K')`` tensor of the input's dtype.
+    """
+    array, restore = _as_native_array(data)
+    channels = array.shape[0]
+    if isinstance(fill, int | float | np.integer | np.floating):
+        fills = [float(fill)] * channels
+    else:
+        fills = [float(v) for v in fill]
+    affine = np.asarray(affine, dtype=np.float64)
+    target_affine = np.asarray(target_affine, dtype=np.float64)
+    steps: list[Any] = []
+    for step in chain:
+        if isinstance(step, tuple):
+            steps.append(
+                (np.ascontiguousarray(step[0], np.float32), np.asarray(step[1], np.float64))
+            )
+        else:
+            steps.append(np.ascontiguousarray(step, np.float64))
+    shape3 = (int(shape[0]), int(shape[1]), int(shape[2]))
+    if interpolation in NATIVE_INTERPOLATIONS:
+        result = native().warp(array, affine, shape3, target_affine, steps, interpolation, fills)
+    else:
+        result = _sitk_warp(array, affine, shape3, target_affine, steps, interpolation, fills)
+    tensor = to_tensor(result)
+    if restore is not None:
+        tensor = tensor.to(restore)
+    return tensor
+
+
+def warp_image(
+    image: Image,
+    shape: Sequence[int],
+    target_affine: np.ndarray,
+    chain: Sequence[ChainStep],
+    interpolation: str,
+    fill: Sequence[float] | float = 0.0,
+) -> None:
+    """Resample ``image`` in place onto (``shape``, ``target_affine``) through ``chain``."""
+    data = warp_tensor(image.data, image.affine, shape, target_affine, chain, interpolation, fill)
+    image.set_data(data)
+    image.affine = np.array(target_affine, dtype=np.float64)
+
+
+def reference_grid_from_spacing(
+    shape: Sequence[int], affine: np.ndarray, spacing: Sequence[float]
+) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The grid TorchIO's ``Resample`` builds for a target spacing.
+
+    Same directions, ``floor(size * old_spacing / new_spacing)`` voxels (singleton
+    axes stay 1) and the same centre as the input grid.
+
+    Returns:
+        ``(shape, affine)`` of the new grid.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    old_size = np.asarray(shape, dtype=float)
+    old_spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    new_spacing = np.asarray(spacing, dtype=float)
+    direction = affine[:3, :3] / old_spacing
+    center = affine[:3, :3] @ ((old_size - 1) / 2) + affine[:3, 3]
+    new_size = np.floor(old_size * old_spacing / new_spacing)
+    new_size[old_size == 1] = 1
+    new_affine = np.eye(4)
+    new_affine[:3, :3] = direction * new_spacing
+    new_affine[:3, 3] = center - new_affine[:3, :3] @ ((new_size - 1) / 2)
+    size = new_size.astype(int)
+    return (int(size[0]), int(size[1]), int(size[2])), new_affine
+
+
+def antialias_sigmas(old_spacing: np.ndarray, new_spacing: np.ndarray) -> np.ndarray:
+    """Gaussian sigmas (mm) before downsampling (Cardoso et al., MICCAI 2015).
+
+    Axes that are not downsampled get sigma 0.
+    """
+    factor = np.asarray(new_spacing, float) / np.asarray(old_spacing, float)
+    variance = (factor**2 - 1) * (2 * np.sqrt(2 * np.log(2))) ** (-2)
+    sigmas = np.asarray(old_spacing, float) * np.sqrt(np.clip(variance, 0, None))
+    sigmas[factor <= 1] = 0.0
+    return sigmas
+
+
+def _zero_fill(_: torch.Tensor) -> float:
+    return 0.0
+
+
+class Resample(SpatialTransform):
+    """Resample images onto a new voxel grid.
+
+    Args:
+        target: Output spacing in mm (one number or three), the path of a reference
+            image, an :class:`~torchvox.Image`, the name of an image in the subject,
+            or a tuple ``(spatial_shape, affine)``.
+        image_interpolation: Interpolation of scalar images (``'linear'``,
+            ``'nearest'``, ``'bspline'``/``'cubic'``, or SimpleITK's
+            ``'gaussian'``, ``'label_gaussian'``, ``'hamming'``, ``'cosine'``,
+            ``'welch'``, ``'lanczos'``, ``'blackman'``).
+        label_interpolation: Interpolation of label maps (``'nearest'``, or
+            ``'label'`` for partial-volume one-hot interpolation).
+        pre_affine_name: Name of an image key holding a ``(4, 4)`` matrix applied to
+            the image affine (left-multiplied) before resampling.
+        scalars_only: Resample only scalar images.
+        antialias: Smooth scalar images with a Gaussian before downsampling.
+        **kwargs: See :class:`~torchvox.transforms.Transform`.
+
+    Voxels outside the input get 0; the dtype of each image is kept.
+    """
+
+    _replaces_data = True
+
+    def __init__(
+        self,
+        target: TypeTarget = 1,
+        image_interpolation: str = "linear",
+        label_interpolation: str = "nearest",
+        pre_affine_name: str | None = None,
+        scalars_only: bool = False,
+        antialias: bool = False,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.target = target
+        self.image_interpolation = self.parse_interpolation(image_interpolation)
+        self.label_interpolation = self.parse_interpolation(label_interpolation)
+        if pre_affine_name is not None and not isinstance(pre_affine_name, str):
+            raise TypeError(f'"pre_affine_name" must be a string or None, got {pre_affine_name!r}')
+        self.pre_affine_name = pre_affine_name
+        self.scalars_only = bool(scalars_only)
+        self.antialias = bool(antialias)
+        self._check_target(target)
+        self.args_names = [
+            "target",
+            "image_interpolation",
+            "label_interpolation",
+            "pre_affine_name",
+            "scalars_only",
+            "antialias",
+        ]
+
+    @staticmethod
+    def _parse_spacing(spacing: Any) -> tuple[float, float, float]:
+        message = (
+            "Target must be a string, a positive number or a sequence of positive"
+            f" numbers, got {spacing!r}"
+        )
+        if isinstance(spacing, bool):
+            raise ValueError(message)
+        if isinstance(spacing, int | float | np.integer | np.floating):
+            values = [float(spacing)] * 3
+        else:
+            flat = (
+                list(np.asarray(spacing).flat) if isinstance(spacing, np.ndarray) else list(spacing)
+            )
+            if len(flat) != 3 or not all(
+                isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+                for v in flat
+            ):
+                raise ValueError(message)
+            values = [float(v) for v in flat]
+        if not all(np.isfinite(v) and v > 0 for v in values):
+            raise ValueError(f'Spacing must be strictly positive, got "{spacing}"')
+        return values[0], values[1], values[2]
+
+    def _check_target(self, target: Any) -> None:
+        if isinstance(target, str | Path | Image):
+            return
+        if isinstance(target, tuple) and len(target) == 2:
+            shape, affine = target
+            if not (isinstance(shape, Sized) and len(shape) == 3):
+                raise ValueError(
+                    f"Target shape must be a sequence of three integers, got {shape!r}"
+                )
+            if any(int(n) < 1 for n in list(shape)):  # type: ignore[call-overload]
+                raise ValueError(f"Target shape must be positive, got {shape!r}")
+            matrix = np.asarray(affine, dtype=np.float64)
+            if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
+                raise ValueError(f"Target affine must be a finite (4, 4) array, got {affine!r}")
+            if abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
+                raise ValueError(f"Target affine is singular: {matrix.tolist()}")
+            return
+        if isinstance(target, int | float | np.integer | np.floating) or (
+            isinstance(target, Sized) and isinstance(target, Iterable)
+        ):
+            self._parse_spacing(target)
+            return
+        raise ValueError(f'Target not understood: "{target!r}"')
+
+    @staticmethod
+    def check_affine(affine_name: str, image: Image) -> None:
+        matrix = image[affine_name]
+        if not isinstance(matrix, np.ndarray | torch.Tensor):
+            raise TypeError(
+                f"The affine matrix must be a NumPy array or PyTorch tensor, got {type(matrix)}"
+            )
+        if tuple(matrix.shape) != (4, 4):
+            raise ValueError(f"The affine matrix shape must be (4, 4), got {tuple(matrix.shape)}")
+
+    def _target_grid(
+        self, image: Image, subject: Subject
+    ) -> tuple[tuple[int, int, int], np.ndarray]:
+        target = self.target
+        if isinstance(target, str | Path | Image):
+            if isinstance(target, Image):
+                reference = target
+            elif Path(target).is_file():
+                reference = ScalarImage(target)
+            else:
+                try:
+                    reference = subject.get_image(str(target))
+                except KeyError as error:
+                    raise ValueError(
+                        f'Image name "{target}" not found in subject. If "{target}" is a'
+                        " path, it does not exist or permission has been denied"
+                    ) from error
+            shape = reference.spatial_shape
+            return (int(shape[0]), int(shape[1]), int(shape[2])), np.array(
+                reference.affine, np.float64
+            )
+        if isinstance(target, tuple) and len(target) == 2:
+            shape, affine = target
+            return (int(shape[0]), int(shape[1]), int(shape[2])), np.asarray(affine, np.float64)
+        return reference_grid_from_spacing(
+            image.spatial_shape, image.affine, self._parse_spacing(target)
+        )
+
+    def _is_target_image(self, image: Image, subject: Subject) -> bool:
+        if self.target is image:
+            return True
+        if isinstance(self.target, str):
+            try:
+                return subject.get_image(self.target) is image
+            except KeyError:
+                return False
+        return False
+
+    def apply_transform(self, subject: Subject) -> Subject:
+        if self.pre_affine_name is not None:
+            images = subject.get_images(intensity_only=False)
+            if not any(self.pre_affine_name in image for image in images):
+                raise ValueError(
+                    f'An affine name was given ("{self.pre_affine_name}"), but it was not'
+                    " found in any image in the subject"
+                )
+        for image in self.get_images(subject):
+            if self._is_target_image(image, subject):
+                continue
+            is_scalar = isinstance(image, ScalarImage)
+            if not is_scalar and self.scalars_only:
+                continue
+            interpolation = self.image_interpolation if is_scalar else self.label_interpolation
+            if self.pre_affine_name is not None and self.pre_affine_name in image:
+                self.check_affine(self.pre_affine_name, image)
+                matrix = image[self.pre_affine_name]
+                matrix = matrix.numpy() if isinstance(matrix, torch.Tensor) else np.asarray(matrix)
+                image.affine = matrix @ image.affine
+            shape, affine = self._target_grid(image, subject)
+            if self.antialias and is_scalar:
+                self._smooth(image, affine)
+            resample_or_defer(image, shape, affine, [], interpolation, _zero_fill)
+        return subject
+
+    @staticmethod
+    def _smooth(image: Image, target_affine: np.ndarray) -> None:
+        old_spacing = np.linalg.norm(np.asarray(image.affine)[:3, :3], axis=0)
+        new_spacing = np.linalg.norm(target_affine[:3, :3], axis=0)
+        sigmas_mm = antialias_sigmas(old_spacing, new_spacing)
+        if not np.any(sigmas_mm > 0):
+            return
+        array, restore = _as_native_array(image.data)
+        sigmas = tuple(float(s) for s in sigmas_mm / old_spacing)
+        smoothed = to_tensor(native().gaussian_filter(array, sigmas))
+        image.set_data(smoothed.to(restore) if restore is not None else smoothed)
