@@ -85,3 +85,13 @@ def test_missing_nilearn_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "nilearn", None)
     with pytest.raises(ImportError, match="pip install nilearn"):
         tio.datasets.MNI152()
+
+
+def test_first_call_backs_tissues_with_the_cache_file(tmp_path, monkeypatch):
+    """A cold cache gives the same file-backed Subject as a warm one."""
+    monkeypatch.setattr(mni, "get_torchvox_cache_dir", lambda: tmp_path)
+    cold = tio.datasets.MNI152(tissue_threshold=0.7)
+    assert cold.tissues.path is not None and cold.tissues.path.is_relative_to(tmp_path)
+    warm = tio.datasets.MNI152(tissue_threshold=0.7)
+    assert warm.tissues.path == cold.tissues.path
+    assert torch.equal(cold.tissues.data, warm.tissues.data)

@@ -118,12 +118,18 @@ class MNI152(Subject):
         else:
             data, affine = _compute_tissues(paths, float(tissue_threshold))
             tissues = LabelMap(tensor=torch.from_numpy(data), affine=affine)
-            _write_cache(tissues, cached)
+            if _write_cache(tissues, cached):
+                # The same Subject on the first and every later call: backed by the file.
+                tissues = LabelMap(cached)
         super().__init__(t1=ScalarImage(paths["t1"]), tissues=tissues)
 
 
-def _write_cache(image: LabelMap, path: Path) -> None:
-    """Write atomically (other processes may read or write the same file); best effort."""
+def _write_cache(image: LabelMap, path: Path) -> bool:
+    """Write atomically (other processes may read or write the same file); best effort.
+
+    Returns:
+        Whether the cache file now exists.
+    """
     temporary: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +139,8 @@ def _write_cache(image: LabelMap, path: Path) -> None:
         os.replace(temporary, path)
         temporary = None
     except (OSError, RuntimeError):
-        pass  # A read-only home directory only costs recomputing next time.
+        return False  # A read-only home directory only costs recomputing next time.
     finally:
         if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
+    return True
