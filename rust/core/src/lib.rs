@@ -7,8 +7,8 @@
 pub mod affine;
 pub mod error;
 pub mod filter;
-pub mod io;
 pub mod intensity;
+pub mod io;
 pub mod kspace;
 pub mod label;
 pub mod parallel;

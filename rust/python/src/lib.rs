@@ -5,16 +5,16 @@
 
 use pyo3::prelude::*;
 
+mod augment;
 pub mod boundary;
+mod filter;
 mod intensity;
 mod kspace;
-mod filter;
-mod augment;
 mod label;
+mod nifti;
+mod patches;
 mod spatial;
 mod warp;
-mod patches;
-mod nifti;
 
 /// Sets the number of threads kernels use in this process (0 = all cores).
 #[pyfunction]

@@ -254,19 +254,32 @@ pub fn correlate_separable<T: FilterVoxel>(
             if let Some(t) = &taps[2] {
                 let radius = t.sides.first().map_or(0, |s| s.0 as usize);
                 let padded = &mut padded[..nk + 2 * radius];
+                let row_acc = &mut acc[..nk];
                 for row in plane_out.chunks_mut(nk) {
-                    for (p, value) in padded.iter_mut().enumerate() {
-                        *value = row[reflect(p as i64 - radius as i64, nk)].load();
+                    // Interior by copy, only the 2 * radius edge values through `reflect`.
+                    for (value, &v) in padded[radius..radius + nk].iter_mut().zip(row.iter()) {
+                        *value = v.load();
                     }
-                    for (k, o) in row.iter_mut().enumerate() {
-                        let centre = k + radius;
-                        let mut a = padded[centre] * t.centre;
-                        for &(offset, w) in &t.sides {
-                            let offset = offset as usize;
-                            a = a + (padded[centre - offset] + padded[centre + offset]) * w;
+                    for p in (0..radius).chain(radius + nk..nk + 2 * radius) {
+                        padded[p] = row[reflect(p as i64 - radius as i64, nk)].load();
+                    }
+                    // Tap by tap over the whole row (vectorisable), summing each output
+                    // in the same order as a per-output loop: centre, then sides.
+                    row_acc
+                        .iter_mut()
+                        .zip(&padded[radius..radius + nk])
+                        .for_each(|(a, &v)| *a = v * t.centre);
+                    for &(offset, w) in &t.sides {
+                        let offset = offset as usize;
+                        let below = &padded[radius - offset..radius - offset + nk];
+                        let above = &padded[radius + offset..radius + offset + nk];
+                        for ((a, &b), &u) in row_acc.iter_mut().zip(below).zip(above) {
+                            *a = *a + (b + u) * w;
                         }
-                        *o = T::store(a);
                     }
+                    row.iter_mut()
+                        .zip(row_acc.iter())
+                        .for_each(|(o, &a)| *o = T::store(a));
                 }
             }
         },

@@ -1,9 +1,9 @@
 //! Intensity kernels.
 
+pub mod bias_field;
+pub mod gamma;
 pub mod histogram_standardization;
+pub mod noise;
 pub mod rescale;
 pub mod statistics;
 pub mod swap;
-pub mod bias_field;
-pub mod gamma;
-pub mod noise;

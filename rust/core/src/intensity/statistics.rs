@@ -262,6 +262,8 @@ fn compare<T: Voxel>(a: &T, b: &T) -> Ordering {
 const BUCKET_THRESHOLD: usize = 1 << 15;
 /// Number of value buckets of the bucket selection.
 const BUCKETS: usize = 1 << 14;
+/// Largest whole-numbered value span bucketed one integer per bucket.
+const WHOLE_BUCKETS: usize = 1 << 16;
 /// Values per task of the bucket passes (fixed, though integer counts and a
 /// k-th smallest value do not depend on the split anyway).
 const BUCKET_CHUNK: usize = 1 << 16;
@@ -290,28 +292,37 @@ fn select_ranks<T: Voxel>(
         }
         return selected;
     }
+    // Whole-numbered ranges up to WHOLE_BUCKETS get one unit-wide bucket per
+    // integer, so integer-valued data (integer dtypes, or floats holding whole
+    // numbers) put one distinct value in each bucket and need no gathering.
+    let span = max - min;
+    let (buckets_len, scale) = if span.fract() == 0.0 && span < WHOLE_BUCKETS as f64 {
+        (span as usize + 1, 1.0)
+    } else {
+        (BUCKETS, scale)
+    };
     // (v - min) * scale is non-decreasing in v, so buckets are ordered by value.
-    let bucket = |v: T| (((v.to_f64() - min) * scale) as usize).min(BUCKETS - 1);
-    let counts = values
+    let bucket = |v: T| (((v.to_f64() - min) * scale) as usize).min(buckets_len - 1);
+    // Count, and record the smallest and largest value of every bucket.
+    let tally = values
         .par_chunks(BUCKET_CHUNK)
         .fold(
-            || vec![0usize; BUCKETS],
-            |mut counts, chunk| {
-                chunk.iter().for_each(|&v| counts[bucket(v)] += 1);
-                counts
+            || Tally::<T>::new(buckets_len),
+            |mut tally, chunk| {
+                for &v in chunk {
+                    tally.add(bucket(v), v);
+                }
+                tally
             },
         )
-        .reduce(
-            || vec![0usize; BUCKETS],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            },
-        );
-    // Bucket and rank within the bucket of every wanted rank.
-    let mut slot_of_bucket = vec![usize::MAX; BUCKETS];
+        .reduce(|| Tally::<T>::new(buckets_len), Tally::merge);
+    let counts = &tally.counts;
+    // Bucket and rank within the bucket of every wanted rank; a bucket whose
+    // smallest and largest values are equal answers its ranks directly.
+    let mut slot_of_bucket = vec![usize::MAX; buckets_len];
     let mut buckets: Vec<usize> = Vec::new();
     let mut targets: Vec<(usize, usize, usize)> = Vec::with_capacity(wanted.len());
+    let mut selected: Vec<(usize, T)> = Vec::with_capacity(wanted.len());
     let mut before = 0usize;
     let mut b = 0usize;
     for &w in wanted {
@@ -319,11 +330,18 @@ fn select_ranks<T: Voxel>(
             before += counts[b];
             b += 1;
         }
+        if compare(&tally.lows[b], &tally.highs[b]) == Ordering::Equal {
+            selected.push((w, tally.lows[b]));
+            continue;
+        }
         if slot_of_bucket[b] == usize::MAX {
             slot_of_bucket[b] = buckets.len();
             buckets.push(b);
         }
         targets.push((w, slot_of_bucket[b], w - before));
+    }
+    if targets.is_empty() {
+        return selected;
     }
     let slots = buckets.len();
     let mut gathered = values
@@ -347,13 +365,66 @@ fn select_ranks<T: Voxel>(
                 a
             },
         );
-    targets
-        .into_iter()
-        .map(|(w, slot, rank)| {
-            let (_, nth, _) = gathered[slot].select_nth_unstable_by(rank, compare::<T>);
-            (w, *nth)
-        })
-        .collect()
+    for (w, slot, rank) in targets {
+        let (_, nth, _) = gathered[slot].select_nth_unstable_by(rank, compare::<T>);
+        selected.push((w, *nth));
+    }
+    // Callers look ranks up by binary search.
+    selected.sort_unstable_by_key(|&(w, _)| w);
+    selected
+}
+
+/// Per-bucket counts with the smallest and largest value seen in each bucket
+/// (both `T::default()` while a bucket is empty; empty buckets never hold a rank).
+struct Tally<T> {
+    counts: Vec<usize>,
+    lows: Vec<T>,
+    highs: Vec<T>,
+}
+
+impl<T: Voxel> Tally<T> {
+    fn new(len: usize) -> Self {
+        Self {
+            counts: vec![0; len],
+            lows: vec![T::default(); len],
+            highs: vec![T::default(); len],
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, bucket: usize, v: T) {
+        let count = &mut self.counts[bucket];
+        if *count == 0 {
+            self.lows[bucket] = v;
+            self.highs[bucket] = v;
+        } else if v < self.lows[bucket] {
+            self.lows[bucket] = v;
+        } else if v > self.highs[bucket] {
+            self.highs[bucket] = v;
+        }
+        *count += 1;
+    }
+
+    fn merge(mut self, other: Self) -> Self {
+        for (b, &count) in other.counts.iter().enumerate() {
+            if count == 0 {
+                continue;
+            }
+            if self.counts[b] == 0 {
+                self.lows[b] = other.lows[b];
+                self.highs[b] = other.highs[b];
+            } else {
+                if other.lows[b] < self.lows[b] {
+                    self.lows[b] = other.lows[b];
+                }
+                if other.highs[b] > self.highs[b] {
+                    self.highs[b] = other.highs[b];
+                }
+            }
+            self.counts[b] += count;
+        }
+        self
+    }
 }
 
 fn percentiles_of<T: Voxel>(values: &mut [T], fractions: &[f64], range: (f64, f64)) -> Vec<f64> {
@@ -922,6 +993,34 @@ mod tests {
                 percentiles_with_threshold(&mut copy, &fractions, range, 0),
                 stats.total.percentiles.clone()
             );
+        }
+
+        #[test]
+        fn tied_and_whole_valued_percentiles_match_full_sort(
+            values in prop::collection::vec(0u8..=255, 1..400),
+            zeros in 0usize..400,
+            halves in any::<bool>(),
+            qs in prop::collection::vec(0.0f64..=100.0, 1..5),
+        ) {
+            // Heavy ties at 0 like a brain background; integer and whole-valued float
+            // data take the one-value-per-bucket path, halves force gathering.
+            let mut bytes = values.clone();
+            bytes.extend(std::iter::repeat_n(0u8, zeros));
+            let floats: Vec<f32> = bytes
+                .iter()
+                .map(|&v| if halves && v % 3 == 0 { f32::from(v) + 0.5 } else { f32::from(v) })
+                .collect();
+            let fractions: Vec<f64> = qs.iter().map(|q| q / 100.0).collect();
+            let bytes_f64: Vec<f64> = bytes.iter().map(|&v| f64::from(v)).collect();
+            let floats_f64: Vec<f64> = floats.iter().map(|&v| f64::from(v)).collect();
+            let range = |v: &[f64]| (v.iter().copied().fold(f64::INFINITY, f64::min),
+                                     v.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+            let got_bytes = percentiles_with_threshold(&mut bytes.clone(), &fractions, range(&bytes_f64), 0);
+            let got_floats = percentiles_with_threshold(&mut floats.clone(), &fractions, range(&floats_f64), 0);
+            for (i, q) in qs.iter().enumerate() {
+                prop_assert_eq!(got_bytes[i], sorted_percentile(&bytes_f64, *q));
+                prop_assert_eq!(got_floats[i], sorted_percentile(&floats_f64, *q));
+            }
         }
 
         #[test]

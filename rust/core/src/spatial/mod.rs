@@ -1,8 +1,8 @@
 //! Spatial kernels: flips, crops and pads, resampling.
 
-pub mod crop_pad;
-pub mod flip;
 pub mod bspline;
+pub mod crop_pad;
 pub mod displacement;
+pub mod flip;
 pub mod interpolation;
 pub mod warp;
