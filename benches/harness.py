@@ -28,6 +28,8 @@ class Case:
             Libraries without the operation are simply absent.
         repeats: Timed repetitions after the warm-up.
         note: Free text shown in the table (parameters, caveats).
+        items: How many items (e.g. patches) one call produces; above 1 the table
+            shows the time per item and the note the items per second.
     """
 
     name: str
@@ -35,6 +37,7 @@ class Case:
     runners: dict[str, Callable[[], object]]
     repeats: int = 5
     note: str = ""
+    items: int = 1
 
 
 @dataclass
@@ -73,7 +76,7 @@ def run_case(case: Case) -> Result:
         if runner is None:
             continue
         try:
-            result.median_ms[library] = time_call(runner, case.repeats)
+            result.median_ms[library] = time_call(runner, case.repeats) / case.items
         except Exception as error:  # a benchmark reports failures instead of stopping
             result.errors[library] = f"{type(error).__name__}: {error}"
     return result
@@ -96,6 +99,11 @@ def to_markdown(results: list[Result]) -> str:
         times = [_cell(result.median_ms.get(library)) for library in LIBRARIES]
         ratios = [_cell(result.ratio(library), "x") for library in LIBRARIES[:3]]
         note = result.case.note
+        if result.case.items > 1:
+            rates = ", ".join(
+                f"{library} {1000 / ms:.1f}/s" for library, ms in result.median_ms.items() if ms > 0
+            )
+            note = (note + "; " if note else "") + rates
         if result.errors:
             note = (note + "; " if note else "") + "; ".join(
                 f"{library} failed ({message[:80]})" for library, message in result.errors.items()

@@ -39,6 +39,32 @@ def _versions() -> str:
     return ", ".join(parts)
 
 
+def _summary(results: list[Result], targets: dict[str, dict[str, float]]) -> str:
+    """Render each case's targets (minimum ratios from the issues) as met / not met."""
+    lines = [
+        "",
+        "## Summary against targets",
+        "",
+        "Target = minimum ratio (other library's time / torchvox's) set by the issues.",
+        "",
+        "| op | data | against | target | measured | status |",
+        "|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        for library, minimum in targets.get(result.case.name, {}).items():
+            ratio = result.ratio(library)
+            if ratio is None:
+                measured, status = "-", "not measured"
+            else:
+                measured = f"{ratio:.2f}x"
+                status = "met" if ratio >= minimum else "**not met**"
+            lines.append(
+                f"| {result.case.name} | {result.case.data} | {library} | >= {minimum:g}x "
+                f"| {measured} | {status} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("benches/results.md"))
@@ -57,11 +83,14 @@ def main() -> None:
         volumes.append(data.mni152() if name == "mni152" else data.phantom(256))
 
     results: list[Result] = []
+    targets: dict[str, dict[str, float]] = {}
     for module_name in CASE_MODULES:
         try:
             module = importlib.import_module(f"benches.cases.{module_name}")
         except ModuleNotFoundError:
             continue
+        # Optional per-module targets: case name -> {library: minimum ratio}.
+        targets.update(getattr(module, "TARGETS", {}))
         for volume in volumes:
             for case in module.cases(volume):
                 if arguments.filter.lower() not in case.name.lower():
@@ -81,7 +110,8 @@ def main() -> None:
         "time divided by torchvox's: above 1 means torchvox is faster. Regenerate: `make bench`.",
         "",
     ]
-    arguments.output.write_text("\n".join(header) + to_markdown(results) + "\n")
+    report = "\n".join(header) + to_markdown(results) + "\n" + _summary(results, targets)
+    arguments.output.write_text(report)
     print(f"wrote {arguments.output}")
 
 

@@ -6,6 +6,16 @@ from ..data import Volume, as_las
 from ..harness import Case
 from .common import monai_image, transform_pair
 
+#: Case name -> {library: minimum ratio (their time / torchvox time)}, from issues 2 and 5.
+TARGETS: dict[str, dict[str, float]] = {
+    "load T1 .nii.gz (float32)": {"torchio": 2.5, "monai": 1.0, "medrs": 1.0},
+    "ZNormalization": {"torchio": 5.0, "monai": 2.0},
+    "RescaleIntensity percentiles (0.5, 99.5)": {"torchio": 5.0, "monai": 2.0},
+    "Flip axis 0 (T1 + labels)": {"torchio": 3.0, "monai": 3.0},
+    "CropOrPad 160^3 (T1 + labels)": {"torchio": 1.0, "monai": 1.0},
+    "ToCanonical (T1 + labels)": {"torchio": 1.0, "monai": 1.0},
+}
+
 
 def _loading(volume: Volume) -> Case:
     import torchio
