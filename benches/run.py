@@ -2,6 +2,7 @@
 
 Usage:
     python benches/run.py [--output benches/results.md] [--filter TEXT] [--data mni152,phantom]
+        [--modules foundation,spatial,...]
 
 Every library runs in this one process, on the same inputs, with torch limited to
 the same number of threads as torchvox, so the ratios compare like with like.
@@ -70,6 +71,9 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("benches/results.md"))
     parser.add_argument("--filter", default="", help="only cases whose name contains this")
     parser.add_argument("--data", default="mni152,phantom", help="comma-separated inputs")
+    parser.add_argument(
+        "--modules", default=",".join(CASE_MODULES), help="comma-separated case modules"
+    )
     arguments = parser.parse_args()
 
     threads = os.cpu_count() or 1
@@ -84,7 +88,7 @@ def main() -> None:
 
     results: list[Result] = []
     targets: dict[str, dict[str, float]] = {}
-    for module_name in CASE_MODULES:
+    for module_name in arguments.modules.split(","):
         try:
             module = importlib.import_module(f"benches.cases.{module_name}")
         except ModuleNotFoundError:

@@ -5,6 +5,7 @@
 //! panicking, and uses rayon only inside [`parallel::install`].
 
 pub mod affine;
+pub mod alloc;
 pub mod error;
 pub mod filter;
 pub mod intensity;

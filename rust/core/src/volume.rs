@@ -2,7 +2,7 @@
 //!
 //! Volumes are `(C, I, J, K)` arrays in C order (TorchIO's `(C, W, H, D)`).
 
-use ndarray::ArrayView4;
+use ndarray::{Array, ArrayView4, Dimension, ShapeBuilder};
 
 use crate::error::{Error, Result};
 
@@ -66,6 +66,16 @@ impl_int_voxel!(i32);
 impl_int_voxel!(i64);
 
 /// Fails unless `volume` has at least one voxel and one channel.
+/// A new array of `T::default()` (zero for every voxel type) for a kernel to fill.
+///
+/// Prefer it to `Array::default`, which writes every element once before the
+/// kernel writes it again: `from_elem` with an all-zero value takes the
+/// allocator's zeroed path (fresh pages from calloc), so the kernel's own pass
+/// is the only one over the output.
+pub fn zeroed<T: Voxel, D: Dimension, Sh: ShapeBuilder<Dim = D>>(shape: Sh) -> Array<T, D> {
+    Array::from_elem(shape, T::default())
+}
+
 pub fn check_not_empty<T>(volume: &ArrayView4<'_, T>, name: &str) -> Result<()> {
     if volume.is_empty() {
         return Err(Error::Empty(format!(

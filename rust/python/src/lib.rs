@@ -5,6 +5,10 @@
 
 use pyo3::prelude::*;
 
+/// Large outputs get transparent huge pages: see [`torchvox_core::alloc`].
+#[global_allocator]
+static ALLOCATOR: torchvox_core::alloc::HugePageAllocator = torchvox_core::alloc::HugePageAllocator;
+
 mod augment;
 pub mod boundary;
 mod filter;

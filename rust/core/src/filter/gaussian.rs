@@ -14,7 +14,7 @@ use ndarray::{Array4, ArrayView4};
 use rayon::prelude::*;
 
 use crate::error::{ensure, Error, Result};
-use crate::volume::{check_not_empty, Voxel};
+use crate::volume::{check_not_empty, zeroed, Voxel};
 
 /// A voxel type with the precision its filter sums run in: float32 for
 /// float32 volumes, float64 for the others (SciPy sums in float64).
@@ -183,7 +183,7 @@ pub fn correlate_separable<T: FilterVoxel>(
         return Err(Error::Shape("input could not be made contiguous".into()));
     };
     let plane_len = nj * nk;
-    let mut output = Array4::<T>::default((c, ni, nj, nk));
+    let mut output = zeroed((c, ni, nj, nk));
     let Some(out) = output.as_slice_mut() else {
         return Err(Error::Shape("output is not contiguous".into()));
     };

@@ -15,7 +15,7 @@ use ndarray::{Array3, Array4, ArrayView4};
 use rayon::prelude::*;
 
 use crate::error::{ensure, Error, Result};
-use crate::volume::{check_not_empty, Voxel};
+use crate::volume::{check_not_empty, zeroed, Voxel};
 
 /// A voxel type and the type of `voxel * float32` under PyTorch's promotion
 /// rules: float64 stays float64, every other type becomes float32.
@@ -208,7 +208,7 @@ pub fn apply_bias_field<T: Float32Promotion>(
     check_not_empty(&volume, "volume")?;
     let (c, ni, nj, nk) = volume.dim();
     let polynomial = Polynomial::new([ni, nj, nk], order, coefficients)?;
-    let mut output = Array4::<T::Out>::default((c, ni, nj, nk));
+    let mut output = zeroed::<T::Out, _, _>((c, ni, nj, nk));
     let Some(out) = output.as_slice_mut() else {
         return Err(Error::Shape("output is not contiguous".into()));
     };

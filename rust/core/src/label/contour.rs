@@ -9,9 +9,10 @@ use ndarray::{Array4, ArrayView4};
 use rayon::prelude::*;
 
 use super::components::Connectivity;
-use super::{flat, flat_mut, standard, zeroed, LabelVoxel};
+use super::{flat, flat_mut, standard, LabelVoxel};
 use crate::error::{Error, Result};
 use crate::volume::check_not_empty;
+use crate::volume::zeroed;
 
 /// The contour of the `foreground` voxels of each channel (see the module docs).
 ///
@@ -36,7 +37,7 @@ pub fn binary_contour<T: LabelVoxel>(
     let plane_len = nj * nk;
     let standard = standard(&volume);
     let input = flat(&standard)?;
-    let mut output = zeroed::<T>((channels, ni, nj, nk));
+    let mut output = zeroed((channels, ni, nj, nk));
     let full = connectivity == Connectivity::Full;
     flat_mut(&mut output)?
         .par_chunks_mut(plane_len)

@@ -28,12 +28,6 @@ pub(crate) fn flat<'a, T>(array: &'a CowArray<'_, T, Ix4>) -> Result<&'a [T]> {
         .ok_or_else(|| Error::Shape("standard-layout volume is not contiguous".into()))
 }
 
-/// A new output of `shape` filled with `T::default()` (zero pages from the
-/// allocator for the primitive types, so the kernel's write is the only pass).
-pub(crate) fn zeroed<T: Voxel>(shape: (usize, usize, usize, usize)) -> Array4<T> {
-    Array4::from_elem(shape, T::default())
-}
-
 /// The output's elements as one mutable slice.
 pub(crate) fn flat_mut<T>(array: &mut Array4<T>) -> Result<&mut [T]> {
     array

@@ -4,9 +4,10 @@
 use ndarray::{Array4, ArrayView4};
 use rayon::prelude::*;
 
-use super::{flat, flat_mut, standard, zeroed, LabelVoxel};
+use super::{flat, flat_mut, standard, LabelVoxel};
 use crate::error::{Error, Result};
 use crate::volume::check_not_empty;
+use crate::volume::zeroed;
 
 /// Smallest and largest class index of a label map, as `torch.long()` would
 /// compute them (floats truncated toward zero).
@@ -94,7 +95,7 @@ pub fn one_hot<T: LabelVoxel>(
     }
     let standard = standard(&labels);
     let input = flat(&standard)?;
-    let mut output = zeroed::<T>((classes, ni, nj, nk));
+    let mut output = zeroed((classes, ni, nj, nk));
     let one = T::from_f64(1.0);
     let zero = T::from_f64(0.0);
     let plane_len = nj * nk;

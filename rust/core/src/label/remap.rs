@@ -6,8 +6,9 @@ use std::collections::HashSet;
 use ndarray::{Array4, ArrayView4};
 use rayon::prelude::*;
 
-use super::{exact_voxel, flat, flat_mut, standard, zeroed, LabelVoxel, ValueTable};
+use super::{exact_voxel, flat, flat_mut, standard, LabelVoxel, ValueTable};
 use crate::error::{Error, Result};
+use crate::volume::zeroed;
 use crate::volume::{check_mask_shape, check_not_empty};
 
 /// Returns a copy of `volume` where every value equal to a key of `mapping`
@@ -40,7 +41,7 @@ pub fn remap<T: LabelVoxel>(
     let standard_mask = mask.as_ref().map(standard);
     let mask_data = standard_mask.as_ref().map(flat).transpose()?;
     let mask_channels = mask.as_ref().map_or(1, |m| m.dim().0);
-    let mut output = zeroed::<T>((channels, ni, nj, nk));
+    let mut output = zeroed((channels, ni, nj, nk));
     flat_mut(&mut output)?
         .par_chunks_mut(plane_len)
         .enumerate()

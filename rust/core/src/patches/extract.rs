@@ -4,7 +4,7 @@ use ndarray::{s, Array4, Array5, ArrayView4};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::volume::{check_not_empty, Voxel};
+use crate::volume::{check_not_empty, zeroed, Voxel};
 
 /// Checks that the region starting at `start` with extent `size` lies inside
 /// a volume of spatial shape `shape` and is not empty.
@@ -78,7 +78,7 @@ pub fn extract_patch<T: Voxel>(
     check_not_empty(&volume, "volume")?;
     check_region(spatial_shape(&volume), start, size)?;
     let channels = volume.dim().0;
-    let mut output = Array4::<T>::default((channels, size[0], size[1], size[2]));
+    let mut output = zeroed((channels, size[0], size[1], size[2]));
     let Some(out) = output.as_slice_mut() else {
         return Err(Error::Shape(
             "freshly allocated output is not contiguous".into(),
@@ -108,7 +108,7 @@ pub fn extract_patches<T: Voxel>(
         check_region(shape, start, size)?;
     }
     let channels = volume.dim().0;
-    let mut output = Array5::<T>::default((starts.len(), channels, size[0], size[1], size[2]));
+    let mut output = zeroed((starts.len(), channels, size[0], size[1], size[2]));
     let Some(out) = output.as_slice_mut() else {
         return Err(Error::Shape(
             "freshly allocated output is not contiguous".into(),

@@ -4,7 +4,7 @@ use ndarray::{s, Array4, ArrayView4};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::volume::{check_not_empty, Voxel};
+use crate::volume::{check_not_empty, zeroed, Voxel};
 
 /// Returns a new C-order copy of `volume` reversed along the spatial `axes`.
 ///
@@ -23,12 +23,30 @@ pub fn flip<T: Voxel>(volume: ArrayView4<'_, T>, axes: &[usize]) -> Result<Array
         flip_axis[axis] = true;
     }
     let (c, ni, nj, nk) = volume.dim();
-    let mut output = Array4::<T>::default((c, ni, nj, nk));
+    let mut output = zeroed((c, ni, nj, nk));
     let plane_len = nj * nk;
     let Some(out) = output.as_slice_mut() else {
         return Err(Error::Shape(
             "freshly allocated output is not contiguous".into(),
         ));
+    };
+    let copy_row = |row_out: &mut [T], row_in: ndarray::ArrayView1<'_, T>| match (
+        row_in.as_slice(),
+        flip_axis[2],
+    ) {
+        (Some(row_in), false) => row_out.copy_from_slice(row_in),
+        (Some(row_in), true) => row_out
+            .iter_mut()
+            .zip(row_in.iter().rev())
+            .for_each(|(o, &v)| *o = v),
+        (None, false) => row_out
+            .iter_mut()
+            .zip(row_in.iter())
+            .for_each(|(o, &v)| *o = v),
+        (None, true) => row_out
+            .iter_mut()
+            .zip(row_in.iter().rev())
+            .for_each(|(o, &v)| *o = v),
     };
     // One task per output (channel, i) plane of J x K voxels.
     out.par_chunks_mut(plane_len)
@@ -39,18 +57,7 @@ pub fn flip<T: Voxel>(volume: ArrayView4<'_, T>, axes: &[usize]) -> Result<Array
             let source = volume.slice(s![channel, source_i, .., ..]);
             for (j, row_out) in plane.chunks_mut(nk).enumerate() {
                 let source_j = if flip_axis[1] { nj - 1 - j } else { j };
-                let row_in = source.row(source_j);
-                if flip_axis[2] {
-                    row_out
-                        .iter_mut()
-                        .zip(row_in.iter().rev())
-                        .for_each(|(o, &v)| *o = v);
-                } else {
-                    row_out
-                        .iter_mut()
-                        .zip(row_in.iter())
-                        .for_each(|(o, &v)| *o = v);
-                }
+                copy_row(row_out, source.row(source_j));
             }
         });
     Ok(output)

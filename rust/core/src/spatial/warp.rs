@@ -25,7 +25,7 @@ use crate::spatial::interpolation::{
     bspline_coefficients, bspline_support, inside, linear_neighbours, nearest_index, snap,
     Coefficient, Interpolation,
 };
-use crate::volume::{check_not_empty, Voxel};
+use crate::volume::{check_not_empty, zeroed, Voxel};
 
 /// One coordinate transform of a chain (maps output-side world points to input-side ones).
 pub enum Step<'a> {
@@ -844,7 +844,7 @@ pub fn warp<T: Voxel>(
     };
     let fill: Vec<T> = fill.iter().map(|&v| T::from_f64(v)).collect();
     let [oi, oj, ok] = target.shape;
-    let mut output = Array4::<T>::default((channels, oi, oj, ok));
+    let mut output = zeroed((channels, oi, oj, ok));
     match interpolation {
         Interpolation::Nearest if axis_aligned(&plan) => {
             run_nearest_aligned(&source, &fill, &plan, &mut output)?
