@@ -82,8 +82,18 @@ def extract_patches(
     volume: Volume, starts: npt.NDArray[np.int64], size: tuple[int, int, int]
 ) -> Volume: ...
 def sample_centres(
-    probability_map: npt.NDArray[np.floating],
+    probability_map: npt.NDArray[np.floating] | npt.NDArray[np.uint8],
     patch_size: tuple[int, int, int],
+    uniforms: npt.NDArray[np.float64],
+) -> npt.NDArray[np.int64]: ...
+def centre_table(
+    probability_map: npt.NDArray[np.floating] | npt.NDArray[np.uint8],
+    patch_size: tuple[int, int, int],
+) -> npt.NDArray[np.float64]: ...
+def draw_centres(
+    probability_map: npt.NDArray[np.floating] | npt.NDArray[np.uint8],
+    patch_size: tuple[int, int, int],
+    table: npt.NDArray[np.float64],
     uniforms: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.int64]: ...
 def aggregate_patches(

@@ -119,8 +119,44 @@ def test_sample_centres_bad_maps() -> None:
         native().sample_centres(border, (4, 4, 4), np.array([0.5]))
     with pytest.raises(ValueError, match="larger"):
         native().sample_centres(border, (7, 1, 1), np.array([0.5]))
-    with pytest.raises(TypeError, match="float32 or float64"):
+    with pytest.raises(TypeError, match="float32, float64 or uint8"):
         native().sample_centres(border.astype(np.int32), (1, 1, 1), np.array([0.5]))
+
+
+def test_kept_centre_table_draws_like_one_shot_sampling() -> None:
+    rng = np.random.default_rng(3)
+    probability = rng.random((9, 8, 7)).astype(np.float32)
+    probability[probability < 0.6] = 0
+    patch = (3, 4, 2)
+    uniforms = rng.random(500)
+    table = native().centre_table(probability, patch)
+    # One row sum per (i, j) of the centre box, non-decreasing.
+    assert table.shape == ((9 - 2) * (8 - 3),)
+    assert np.all(np.diff(table) >= 0)
+    expected = native().sample_centres(probability, patch, uniforms)
+    halves = [
+        native().draw_centres(probability, patch, table, part) for part in uniforms.reshape(5, 100)
+    ]
+    np.testing.assert_array_equal(np.concatenate(halves), expected)
+    # A uint8 mask samples like the same mask in float32.
+    mask = (probability > 0).astype(np.uint8)
+    np.testing.assert_array_equal(
+        native().sample_centres(mask, patch, uniforms),
+        native().sample_centres(mask.astype(np.float32), patch, uniforms),
+    )
+
+
+def test_centre_table_of_another_map_is_refused() -> None:
+    probability = np.ones((6, 6, 6), np.float32)
+    table = native().centre_table(probability, (2, 2, 2))
+    with pytest.raises(ValueError, match="rows"):
+        native().draw_centres(probability, (4, 4, 4), table, np.array([0.5]))
+    with pytest.raises(ValueError, match="rows"):
+        native().draw_centres(np.ones((7, 6, 6), np.float32), (2, 2, 2), table, np.array([0.5]))
+    with pytest.raises(ValueError, match="non-decreasing"):
+        native().draw_centres(probability, (2, 2, 2), table[::-1].copy(), np.array([0.5]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        native().draw_centres(probability, (2, 2, 2), table, np.array([1.5]))
 
 
 def _grid_locations(shape: tuple[int, int, int], patch: tuple[int, ...], overlap: tuple[int, ...]):

@@ -9,6 +9,12 @@
 //! allocator does the same for ours: it is the system allocator, plus
 //! `madvise(MADV_HUGEPAGE)` on blocks of at least [`HUGE_PAGE_THRESHOLD`].
 //!
+//! The allocator wraps another one (`System` by default). The extension module
+//! wraps mimalloc: kernels allocate their outputs on pool threads, where glibc
+//! serves them from per-thread arenas that return freed blocks to the kernel at
+//! once, so every patch of a sampler paid for fresh pages again (1.7 ms instead
+//! of 0.2 ms for a 96^3 float32 patch); mimalloc keeps and reuses them.
+//!
 //! The extension module installs it with `#[global_allocator]`; the advice is
 //! only a hint, so a kernel without it (or a refused `madvise`) is still right.
 
@@ -21,17 +27,17 @@ pub const HUGE_PAGE_THRESHOLD: usize = 4 << 20;
 #[cfg(target_os = "linux")]
 const HUGE_PAGE: usize = 2 << 20;
 
-/// The system allocator with huge-page advice for large blocks.
+/// An allocator `A` with huge-page advice for large blocks.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct HugePageAllocator;
+pub struct HugePageAllocator<A = System>(pub A);
 
-// SAFETY: every method forwards to `System` with the caller's arguments and
+// SAFETY: every method forwards to the inner allocator with the caller's arguments and
 // returns its result unchanged; `advise` only hints the kernel about memory
 // that the block owns and never reads or writes it.
-unsafe impl GlobalAlloc for HugePageAllocator {
+unsafe impl<A: GlobalAlloc> GlobalAlloc for HugePageAllocator<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's guarantees on `layout`.
-        let block = unsafe { System.alloc(layout) };
+        let block = unsafe { self.0.alloc(layout) };
         advise(block, layout.size());
         block
     }
@@ -39,19 +45,19 @@ unsafe impl GlobalAlloc for HugePageAllocator {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as above. calloc's large blocks are fresh, untouched pages,
         // so the advice takes effect before the first write faults them in.
-        let block = unsafe { System.alloc_zeroed(layout) };
+        let block = unsafe { self.0.alloc_zeroed(layout) };
         advise(block, layout.size());
         block
     }
 
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
-        // SAFETY: `block` came from `System` through this allocator with `layout`.
-        unsafe { System.dealloc(block, layout) }
+        // SAFETY: `block` came from the inner allocator through this one with `layout`.
+        unsafe { self.0.dealloc(block, layout) }
     }
 
     unsafe fn realloc(&self, block: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: forwarded with the caller's guarantees.
-        let moved = unsafe { System.realloc(block, layout, new_size) };
+        let moved = unsafe { self.0.realloc(block, layout, new_size) };
         advise(moved, new_size);
         moved
     }
@@ -82,7 +88,7 @@ mod tests {
 
     #[test]
     fn large_and_small_blocks_round_trip_their_contents() {
-        let allocator = HugePageAllocator;
+        let allocator = HugePageAllocator(System);
         for size in [16, HUGE_PAGE_THRESHOLD, HUGE_PAGE_THRESHOLD * 3 + 123] {
             let layout = Layout::from_size_align(size, 64).unwrap();
             unsafe {

@@ -5,9 +5,11 @@
 
 use pyo3::prelude::*;
 
-/// Large outputs get transparent huge pages: see [`torchvox_core::alloc`].
+/// mimalloc (freed outputs are reused, not returned to the kernel) with
+/// transparent huge pages for large outputs: see [`torchvox_core::alloc`].
 #[global_allocator]
-static ALLOCATOR: torchvox_core::alloc::HugePageAllocator = torchvox_core::alloc::HugePageAllocator;
+static ALLOCATOR: torchvox_core::alloc::HugePageAllocator<mimalloc::MiMalloc> =
+    torchvox_core::alloc::HugePageAllocator(mimalloc::MiMalloc);
 
 mod augment;
 pub mod boundary;

@@ -62,6 +62,39 @@ pub fn extract_patches<'py>(
     })
 }
 
+/// Calls `$body` with `$view`, the `(I, J, K)` float32, float64 or uint8 map, borrowed read-only.
+macro_rules! with_map {
+    ($map:expr, |$view:ident| $body:expr) => {{
+        macro_rules! attempt {
+            ($t:ty) => {
+                if let Ok(typed) = $map.cast::<PyArray<$t, Ix3>>() {
+                    let guard = typed
+                        .try_readonly()
+                        .map_err(|e| PyValueError::new_err(format!("probability_map: {e}")))?;
+                    let $view = guard.as_array();
+                    return $body;
+                }
+            };
+        }
+        attempt!(f32);
+        attempt!(f64);
+        attempt!(u8);
+        Err(PyTypeError::new_err(
+            "probability_map must be a 3D float32, float64 or uint8 NumPy array",
+        ))
+    }};
+}
+
+fn centres_array<'py>(
+    py: Python<'py>,
+    centres: &[[usize; 3]],
+) -> PyResult<Bound<'py, PyArray<i64, ndarray::Ix2>>> {
+    let flat: Vec<i64> = centres.iter().flatten().map(|&v| v as i64).collect();
+    let array = ndarray::Array2::from_shape_vec((centres.len(), 3), flat)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(array.into_pyarray(py))
+}
+
 /// Draws one patch centre per uniform number from an `(I, J, K)` probability map.
 ///
 /// Returns an `(N, 3)` int64 array of centre voxels.
@@ -75,26 +108,53 @@ pub fn sample_centres<'py>(
     let uniforms = uniforms
         .as_slice()
         .map_err(|_| not_contiguous("uniforms"))?;
-    macro_rules! draw {
-        ($t:ty) => {
-            if let Ok(typed) = probability_map.cast::<PyArray<$t, Ix3>>() {
-                let guard = typed
-                    .try_readonly()
-                    .map_err(|e| PyValueError::new_err(format!("probability_map: {e}")))?;
-                let view = guard.as_array();
-                let centres = run(py, || sampling::sample_centres(view, patch_size, uniforms))?;
-                let flat: Vec<i64> = centres.iter().flatten().map(|&v| v as i64).collect();
-                let array = ndarray::Array2::from_shape_vec((centres.len(), 3), flat)
-                    .map_err(|e| PyValueError::new_err(e.to_string()))?;
-                return Ok(array.into_pyarray(py));
-            }
-        };
-    }
-    draw!(f32);
-    draw!(f64);
-    Err(PyTypeError::new_err(
-        "probability_map must be a 3D float32 or float64 NumPy array",
-    ))
+    with_map!(probability_map, |view| {
+        let centres = run(py, || sampling::sample_centres(view, patch_size, uniforms))?;
+        centres_array(py, &centres)
+    })
+}
+
+/// Validates an `(I, J, K)` probability map and returns its centre table: the
+/// float64 row prefix sums that [`draw_centres`] reuses for every draw.
+#[pyfunction]
+pub fn centre_table<'py>(
+    py: Python<'py>,
+    probability_map: &Bound<'py, PyAny>,
+    patch_size: [usize; 3],
+) -> PyResult<Bound<'py, PyArray<f64, ndarray::Ix1>>> {
+    with_map!(probability_map, |view| {
+        let table = run(py, || sampling::CentreTable::new(view, patch_size))?;
+        Ok(table.prefix().to_vec().into_pyarray(py))
+    })
+}
+
+/// Draws one patch centre per uniform number from `probability_map` with the
+/// `table` that [`centre_table`] built for it; returns `(N, 3)` int64 centres.
+#[pyfunction]
+pub fn draw_centres<'py>(
+    py: Python<'py>,
+    probability_map: &Bound<'py, PyAny>,
+    patch_size: [usize; 3],
+    table: PyReadonlyArray1<'py, f64>,
+    uniforms: PyReadonlyArray1<'py, f64>,
+) -> PyResult<Bound<'py, PyArray<i64, ndarray::Ix2>>> {
+    let uniforms = uniforms
+        .as_slice()
+        .map_err(|_| not_contiguous("uniforms"))?;
+    let prefix = table
+        .as_slice()
+        .map_err(|_| not_contiguous("table"))?
+        .to_vec();
+    with_map!(probability_map, |view| {
+        let (ni, nj, nk) = view.dim();
+        let table = sampling::CentreTable::from_prefix([ni, nj, nk], patch_size, prefix)
+            .map_err(crate::boundary::to_py_err)?;
+        // A few binary searches and row scans: cheaper than a trip through the pool.
+        let centres = table
+            .draw(view, uniforms)
+            .map_err(crate::boundary::to_py_err)?;
+        centres_array(py, &centres)
+    })
 }
 
 /// Accumulates patches `(B, C, pi, pj, pk)` at `locations` `(B, 6)` into
@@ -191,6 +251,8 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(extract_patch, module)?)?;
     module.add_function(wrap_pyfunction!(extract_patches, module)?)?;
     module.add_function(wrap_pyfunction!(sample_centres, module)?)?;
+    module.add_function(wrap_pyfunction!(centre_table, module)?)?;
+    module.add_function(wrap_pyfunction!(draw_centres, module)?)?;
     module.add_function(wrap_pyfunction!(aggregate_patches, module)?)?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import numpy as np
 import torch
@@ -72,7 +72,10 @@ class WeightedSampler(RandomSampler):
 
     def _map_array(self, probability_map: torch.Tensor) -> np.ndarray:
         channel = probability_map[0]
-        if channel.dtype not in (torch.float32, torch.float64):
+        if channel.dtype == torch.bool:
+            # A mask of allowed centres: its bytes are 0 and 1, read as uint8 in Rust.
+            channel = channel.view(torch.uint8)
+        elif channel.dtype not in (torch.float32, torch.float64, torch.uint8):
             channel = channel.to(torch.float32)
         return np.ascontiguousarray(channel.numpy())
 
@@ -89,6 +92,33 @@ class WeightedSampler(RandomSampler):
             f"\nwith half the patch size: torchvox.Pad({half_patch_size})"
         )
 
+    def corner_drawer(self, subject: Subject) -> Callable[[torch.Tensor], np.ndarray]:
+        """A function mapping ``N`` uniform numbers in ``[0, 1)`` to patch corners ``(N, 3)``.
+
+        The map of ``subject`` is computed, validated and summed once (a float64 row
+        prefix table in Rust); every call then costs a few binary searches, so an
+        infinite generator of patches does not re-scan the volume per patch.
+
+        Raises:
+            ValueError: If the map holds negative or non-finite values.
+            RuntimeError: If the map is empty once the borders are cleared.
+        """
+        array = self._map_array(self.get_probability_map(subject))
+        size = self._patch_size_tuple()
+        try:
+            table = native().centre_table(array, size)
+        except ValueError as error:
+            if "empty probability map" in str(error):
+                raise self._empty_map_error(subject) from error
+            raise
+        half = self.patch_size.astype(np.int64) // 2
+
+        def corners(uniforms: torch.Tensor) -> np.ndarray:
+            uniform_array = uniforms.detach().cpu().to(torch.float64).numpy()
+            return native().draw_centres(array, size, table, uniform_array) - half
+
+        return corners
+
     def sample_corners(self, subject: Subject, uniforms: torch.Tensor) -> np.ndarray:
         """Patch corners ``(N, 3)`` for ``N`` uniform numbers in ``[0, 1)``.
 
@@ -96,29 +126,22 @@ class WeightedSampler(RandomSampler):
             ValueError: If the map holds negative or non-finite values.
             RuntimeError: If the map is empty once the borders are cleared.
         """
-        array = self._map_array(self.get_probability_map(subject))
-        uniform_array = uniforms.detach().cpu().to(torch.float64).numpy()
-        try:
-            centres = native().sample_centres(array, self._patch_size_tuple(), uniform_array)
-        except ValueError as error:
-            if "empty probability map" in str(error):
-                raise self._empty_map_error(subject) from error
-            raise
-        return centres - self.patch_size.astype(np.int64) // 2
+        return self.corner_drawer(subject)(uniforms)
 
     def _generate_patches(
         self, subject: Subject, num_patches: int | None = None
     ) -> Generator[Subject, None, None]:
         arrays = volume_arrays(subject)
         size = self._patch_size_tuple()
+        draw_corners = self.corner_drawer(subject)
         if num_patches is not None:
             # TorchIO draws one number per patch and its Crop one more; torch.rand(2n)
             # yields the same numbers as 2n calls to torch.rand(1), so the even ones
-            # are TorchIO's draws, and the map is summed once for all patches.
-            corners = self.sample_corners(subject, torch.rand(2 * num_patches)[0::2])
+            # are TorchIO's draws.
+            corners = draw_corners(torch.rand(2 * num_patches)[0::2])
             for corner in corners:
                 yield crop_subject(subject, corner.tolist(), size, arrays, consume_random=False)
             return
         while True:
-            corner = self.sample_corners(subject, torch.rand(1))[0]
+            corner = draw_corners(torch.rand(1))[0]
             yield crop_subject(subject, corner.tolist(), size, arrays)

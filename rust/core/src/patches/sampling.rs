@@ -24,13 +24,20 @@ use crate::error::{Error, Result};
 /// so that a draw of exactly 0 cannot select a voxel of zero probability.
 pub const MIN_UNIFORM: f64 = f32::EPSILON as f64;
 
-/// A probability voxel type: `f32` or `f64`.
+/// A probability voxel type: `f32`, `f64`, or `u8` (a binary mask of centres).
 pub trait Probability: Copy + Send + Sync + 'static {
     /// Value as `f64`.
     fn as_f64(self) -> f64;
 }
 
 impl Probability for f32 {
+    #[inline(always)]
+    fn as_f64(self) -> f64 {
+        f64::from(self)
+    }
+}
+
+impl Probability for u8 {
     #[inline(always)]
     fn as_f64(self) -> f64 {
         f64::from(self)
@@ -97,86 +104,176 @@ fn validate<P: Probability>(map: &ArrayView3<'_, P>) -> Result<()> {
     Ok(())
 }
 
-/// Draws one patch centre per uniform number in `uniforms` (each in `[0, 1)`).
+/// Row prefix sums of a probability map over its centre box: the part of the
+/// inverse CDF that is computed once per map and shared by every draw.
+#[derive(Debug, Clone)]
+pub struct CentreTable {
+    shape: [usize; 3],
+    bounds: [(usize, usize); 3],
+    prefix: Vec<f64>,
+}
+
+impl CentreTable {
+    /// Validates `map` `(I, J, K)` and sums it row by row inside the box where
+    /// a patch of `patch_size` can be centred.
+    ///
+    /// Errors: negative or non-finite values, a patch larger than the map, or
+    /// ([`Error::Empty`]) no positive probability inside the centre box.
+    pub fn new<P: Probability>(map: ArrayView3<'_, P>, patch_size: [usize; 3]) -> Result<Self> {
+        validate(&map)?;
+        let (ni, nj, nk) = map.dim();
+        let bounds = centre_box([ni, nj, nk], patch_size)?;
+        let [(i0, i1), (j0, j1), (k0, k1)] = bounds;
+        let inner = map.slice(s![i0..i1, j0..j1, k0..k1]);
+        let bj = j1 - j0;
+        // Row sums, one row of K values per (i, j) of the box, each summed in order.
+        let mut prefix = vec![0.0f64; (i1 - i0) * bj];
+        prefix
+            .par_chunks_mut(bj)
+            .zip(inner.outer_iter().into_par_iter())
+            .for_each(|(sums, plane)| {
+                for (sum, row) in sums.iter_mut().zip(plane.rows()) {
+                    *sum = row.iter().fold(0.0, |acc, &v| acc + v.as_f64());
+                }
+            });
+        // Inclusive prefix over rows, in order: the fixed chunking of the CDF.
+        let mut total = 0.0f64;
+        for sum in prefix.iter_mut() {
+            total += *sum;
+            *sum = total;
+        }
+        if total <= 0.0 {
+            return Err(Error::Empty(format!(
+                "empty probability map: no voxel has positive probability after clearing \
+                 the borders a patch of size {patch_size:?} cannot be centred on; voxels with \
+                 positive probability might be near the image border: try padding the image \
+                 by half the patch size {:?}",
+                patch_size.map(|s| s / 2)
+            )));
+        }
+        if !total.is_finite() {
+            return Err(Error::InvalidArgument(
+                "probabilities sum to infinity; rescale the probability map".into(),
+            ));
+        }
+        Ok(Self {
+            shape: [ni, nj, nk],
+            bounds,
+            prefix,
+        })
+    }
+
+    /// A table from prefix sums computed earlier by [`CentreTable::new`] for a
+    /// map of spatial shape `shape` and `patch_size` (e.g. kept by a caller
+    /// between draws).
+    ///
+    /// Errors: a patch larger than the map, prefix sums of the wrong length, or
+    /// sums that are not non-decreasing with a positive finite total.
+    pub fn from_prefix(
+        shape: [usize; 3],
+        patch_size: [usize; 3],
+        prefix: Vec<f64>,
+    ) -> Result<Self> {
+        let bounds = centre_box(shape, patch_size)?;
+        let rows = (bounds[0].1 - bounds[0].0) * (bounds[1].1 - bounds[1].0);
+        if prefix.len() != rows {
+            return Err(Error::Shape(format!(
+                "the centre table holds {} rows but a map of shape {shape:?} with patch size \
+                 {patch_size:?} has {rows}",
+                prefix.len()
+            )));
+        }
+        let ordered = prefix.windows(2).all(|w| w[0] <= w[1]);
+        let total = prefix.last().copied().unwrap_or(0.0);
+        if !(ordered && total > 0.0 && total.is_finite()) {
+            return Err(Error::InvalidArgument(
+                "the centre table must hold non-decreasing sums with a positive finite total"
+                    .into(),
+            ));
+        }
+        Ok(Self {
+            shape,
+            bounds,
+            prefix,
+        })
+    }
+
+    /// The inclusive row prefix sums, one per `(i, j)` row of the centre box.
+    pub fn prefix(&self) -> &[f64] {
+        &self.prefix
+    }
+
+    /// Draws one centre per uniform number in `uniforms` (each in `[0, 1]`)
+    /// from `map`, the map the table was built from.
+    ///
+    /// Returns the `(i, j, k)` centre voxel of each draw.
+    ///
+    /// Errors: a map of another shape than the table's, or a uniform number
+    /// outside `[0, 1]`.
+    pub fn draw<P: Probability>(
+        &self,
+        map: ArrayView3<'_, P>,
+        uniforms: &[f64],
+    ) -> Result<Vec<[usize; 3]>> {
+        let [(i0, i1), (j0, j1), (k0, k1)] = self.bounds;
+        let (ni, nj, nk) = map.dim();
+        if [ni, nj, nk] != self.shape {
+            return Err(Error::Shape(format!(
+                "the centre table was not built for a map of shape {:?}",
+                map.shape()
+            )));
+        }
+        if let Some(u) = uniforms.iter().find(|u| !(0.0..=1.0).contains(*u)) {
+            return Err(Error::InvalidArgument(format!(
+                "uniform numbers must lie in [0, 1], got {u}"
+            )));
+        }
+        let bj = j1 - j0;
+        let rows = self.prefix.len();
+        let total = self.prefix[rows - 1];
+        let inner = map.slice(s![i0..i1, j0..j1, k0..k1]);
+        let draw = |&u: &f64| -> [usize; 3] {
+            let target = u.max(MIN_UNIFORM) * total;
+            // First row whose inclusive prefix reaches the target.
+            let row = self.prefix.partition_point(|&c| c < target).min(rows - 1);
+            let mut acc = if row == 0 { 0.0 } else { self.prefix[row - 1] };
+            let values = inner.slice(s![row / bj, row % bj, ..]);
+            let mut chosen = None;
+            let mut last_positive = None;
+            for (k, &v) in values.iter().enumerate() {
+                let v = v.as_f64();
+                if v > 0.0 {
+                    acc += v;
+                    last_positive = Some(k);
+                    if acc >= target {
+                        chosen = Some(k);
+                        break;
+                    }
+                }
+            }
+            // Rounding can leave the in-row running sum a hair below the row's
+            // prefix: the target then falls on the row's last positive voxel.
+            let k = chosen.or(last_positive).unwrap_or(0);
+            [i0 + row / bj, j0 + row % bj, k0 + k]
+        };
+        Ok(uniforms.iter().map(draw).collect())
+    }
+}
+
+/// Draws one patch centre per uniform number in `uniforms` (each in `[0, 1]`).
 ///
 /// `map` is an unnormalised `(I, J, K)` probability map; `patch_size` the
 /// `(pi, pj, pk)` patch size. Returns the `(i, j, k)` centre voxel of each
-/// draw; the patch corner is `centre - patch_size / 2`.
+/// draw; the patch corner is `centre - patch_size / 2`. Callers drawing
+/// repeatedly from one map build a [`CentreTable`] once instead.
 ///
-/// Errors: negative or non-finite values, a patch larger than the map, a
-/// uniform number outside `[0, 1]`, or ([`Error::Empty`]) a map with no
-/// positive probability inside the centre box (pad the image by half the
-/// patch size to make border voxels reachable).
+/// Errors: those of [`CentreTable::new`] and [`CentreTable::draw`].
 pub fn sample_centres<P: Probability>(
     map: ArrayView3<'_, P>,
     patch_size: [usize; 3],
     uniforms: &[f64],
 ) -> Result<Vec<[usize; 3]>> {
-    validate(&map)?;
-    let (ni, nj, nk) = map.dim();
-    let [(i0, i1), (j0, j1), (k0, k1)] = centre_box([ni, nj, nk], patch_size)?;
-    if let Some(u) = uniforms.iter().find(|u| !(0.0..=1.0).contains(*u)) {
-        return Err(Error::InvalidArgument(format!(
-            "uniform numbers must lie in [0, 1], got {u}"
-        )));
-    }
-    let inner = map.slice(s![i0..i1, j0..j1, k0..k1]);
-    let (bi, bj, _) = inner.dim();
-    // Row sums, one row of K values per (i, j) of the box, each summed in order.
-    let mut row_sums = vec![0.0f64; bi * bj];
-    row_sums
-        .par_chunks_mut(bj)
-        .zip(inner.outer_iter().into_par_iter())
-        .for_each(|(sums, plane)| {
-            for (sum, row) in sums.iter_mut().zip(plane.rows()) {
-                *sum = row.iter().fold(0.0, |acc, &v| acc + v.as_f64());
-            }
-        });
-    // Inclusive prefix over rows, in order: the fixed chunking of the CDF.
-    let mut total = 0.0f64;
-    for sum in row_sums.iter_mut() {
-        total += *sum;
-        *sum = total;
-    }
-    if total <= 0.0 {
-        return Err(Error::Empty(format!(
-            "empty probability map: no voxel has positive probability after clearing \
-             the borders a patch of size {patch_size:?} cannot be centred on; voxels with \
-             positive probability might be near the image border: try padding the image \
-             by half the patch size {:?}",
-            patch_size.map(|s| s / 2)
-        )));
-    }
-    if !total.is_finite() {
-        return Err(Error::InvalidArgument(
-            "probabilities sum to infinity; rescale the probability map".into(),
-        ));
-    }
-    let draw = |&u: &f64| -> [usize; 3] {
-        let target = u.max(MIN_UNIFORM) * total;
-        // First row whose inclusive prefix reaches the target.
-        let row = row_sums.partition_point(|&c| c < target).min(bi * bj - 1);
-        let mut acc = if row == 0 { 0.0 } else { row_sums[row - 1] };
-        let values = inner.slice(s![row / bj, row % bj, ..]);
-        let mut chosen = None;
-        let mut last_positive = None;
-        for (k, &v) in values.iter().enumerate() {
-            let v = v.as_f64();
-            if v > 0.0 {
-                acc += v;
-                last_positive = Some(k);
-                if acc >= target {
-                    chosen = Some(k);
-                    break;
-                }
-            }
-        }
-        // Rounding can leave the in-row running sum a hair below the row's
-        // prefix: the target then falls on the row's last positive voxel.
-        let k = chosen.or(last_positive).unwrap_or(0);
-        [i0 + row / bj, j0 + row % bj, k0 + k]
-    };
-    Ok(uniforms.iter().map(draw).collect())
+    CentreTable::new(map.view(), patch_size)?.draw(map, uniforms)
 }
 
 #[cfg(test)]
@@ -254,5 +351,22 @@ mod tests {
         ));
         assert!(sample_centres(border.view(), [1, 1, 1], &[1.5]).is_err());
         assert!(sample_centres(border.view(), [5, 1, 1], &[0.5]).is_err());
+    }
+
+    #[test]
+    fn a_kept_table_draws_what_a_fresh_one_does() {
+        let map = Array3::from_shape_fn((7, 6, 5), |(i, j, k)| ((i * 7 + j * 3 + k) % 4) as f32);
+        let uniforms: Vec<f64> = (0..200).map(|n| n as f64 / 199.0).collect();
+        let table = CentreTable::new(map.view(), [3, 2, 1]).unwrap();
+        let kept = CentreTable::from_prefix([7, 6, 5], [3, 2, 1], table.prefix().to_vec()).unwrap();
+        let expected = sample_centres(map.view(), [3, 2, 1], &uniforms).unwrap();
+        assert_eq!(kept.draw(map.view(), &uniforms).unwrap(), expected);
+        // Tables of the wrong size or order, and maps of another shape, are refused.
+        assert!(CentreTable::from_prefix([7, 6, 5], [1, 1, 1], table.prefix().to_vec()).is_err());
+        let mut shuffled = table.prefix().to_vec();
+        shuffled.reverse();
+        assert!(CentreTable::from_prefix([7, 6, 5], [3, 2, 1], shuffled).is_err());
+        let other = Array3::<f32>::ones((4, 4, 4));
+        assert!(kept.draw(other.view(), &[0.5]).is_err());
     }
 }
