@@ -106,6 +106,12 @@ def aggregate_patches(
     padded: bool,
     downsampling_factor: int,
 ) -> None: ...
+def divide_by_grid_weights(
+    output: Volume,
+    starts: tuple[list[int], list[int], list[int]],
+    patch_shape: tuple[int, int, int],
+    mode: str,
+) -> Volume: ...
 
 # NIfTI-1/2 (h6).
 def nifti_read_header(path: str | os.PathLike[str]) -> dict[str, object]: ...

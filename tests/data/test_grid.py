@@ -142,3 +142,88 @@ def test_grid_sampler_with_subjects_loader_like_torchio_docs() -> None:
         aggregator.add_batch(batch["image"][tio.DATA], batch[tio.LOCATION])
     assert seen == len(sampler)
     assert torch.equal(aggregator.get_output_tensor(), tensor)
+
+
+def _add_patches(aggregator, sampler, indices, model) -> None:
+    for index in indices:
+        patch = sampler[index]
+        aggregator.add_batch(model(patch["image"].data[None]), patch["location"][None])
+
+
+@pytest.mark.parametrize("mode", ["average", "hann"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int32])
+def test_weights_of_a_partial_grid_match_torchio(mode, dtype) -> None:
+    # Dropping patches breaks the product structure the separable weights need,
+    # so the aggregator must fall back to accumulating a weight volume.
+    tensor = _volume((15, 13, 11), 2, dtype)
+    outputs = []
+    for module in (tio, torchio):
+        subject = module.Subject(image=module.ScalarImage(tensor=tensor.clone()))
+        sampler = module.GridSampler(subject, (7, 5, 5), (4, 2, 2))
+        aggregator = module.GridAggregator(sampler, overlap_mode=mode)
+        kept = [i for i in range(len(sampler)) if i % 5 != 2]
+        _add_patches(aggregator, sampler, kept, lambda batch: batch * 3)
+        outputs.append(aggregator.get_output_tensor())
+    ours, theirs = outputs
+    assert ours.dtype == theirs.dtype
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-5, equal_nan=True)
+    assert torch.isnan(ours).any() == torch.isnan(theirs).any()
+
+
+@pytest.mark.parametrize("mode", ["average", "hann"])
+def test_repeated_patches_count_twice(mode) -> None:
+    # Every patch once, then the first again with another prediction: the
+    # locations repeat a row, so the weights cannot be separable.
+    tensor = _volume((10, 10, 10), 1)
+    outputs = []
+    for module in (tio, torchio):
+        subject = module.Subject(image=module.ScalarImage(tensor=tensor.clone()))
+        sampler = module.GridSampler(subject, 6, 2)
+        aggregator = module.GridAggregator(sampler, overlap_mode=mode)
+        _add_patches(aggregator, sampler, range(len(sampler)), lambda batch: batch)
+        _add_patches(aggregator, sampler, [0], lambda batch: batch + 10)
+        outputs.append(aggregator.get_output_tensor())
+    ours, theirs = outputs
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-5)
+    assert not torch.allclose(ours, tensor)
+
+
+def test_get_output_tensor_can_be_called_again_and_more_batches_added() -> None:
+    tensor = _volume((12, 11, 10), 1)
+    subject = tio.Subject(image=tio.ScalarImage(tensor=tensor))
+    sampler = tio.GridSampler(subject, (6, 5, 4), (2, 2, 2))
+    aggregator = tio.GridAggregator(sampler, overlap_mode="average")
+    half = len(sampler) // 2
+    _add_patches(aggregator, sampler, range(half), lambda batch: batch)
+    first = aggregator.get_output_tensor()
+    torch.testing.assert_close(
+        first, aggregator.get_output_tensor(), rtol=0, atol=0, equal_nan=True
+    )
+    _add_patches(aggregator, sampler, range(half, len(sampler)), lambda batch: batch)
+    assert torch.equal(aggregator.get_output_tensor(), tensor)
+
+
+def test_batched_grid_patches_equal_single_patches() -> None:
+    affine = np.diag([2.0, 1.5, 1.0, 1.0])
+    tensor = _volume((14, 12, 10), 2)
+    labels = (tensor[:1] > 50).to(torch.uint8)
+    subject = tio.Subject(
+        image=tio.ScalarImage(tensor=tensor, affine=affine),
+        label=tio.LabelMap(tensor=labels, affine=affine),
+    )
+    sampler = tio.GridSampler(subject, (6, 5, 4), (2, 2, 0))
+    indices = [0, 3, 4, len(sampler) - 1]
+    batched = sampler.__getitems__(indices)
+    for index, patch in zip(indices, batched, strict=True):
+        single = sampler[index]
+        for name in ("image", "label"):
+            assert torch.equal(patch[name].data, single[name].data)
+            np.testing.assert_array_equal(patch[name].affine, single[name].affine)
+        assert torch.equal(patch["location"], single["location"])
+    loader = tio.SubjectsLoader(sampler, batch_size=4)
+    batch = next(iter(loader))
+    expected = torch.stack([sampler[i]["image"].data for i in range(4)])
+    assert torch.equal(batch["image"][tio.DATA], expected)
+    # The collated batch owns its memory: writing to it leaves the subject intact.
+    batch["image"][tio.DATA].zero_()
+    assert torch.equal(subject["image"].data, tensor)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -229,8 +231,11 @@ def test_aggregate_bad_input() -> None:
     location = np.array([[0, 0, 0, 4, 4, 4]], np.int64)
     with pytest.raises(ValueError, match="overlap mode"):
         native().aggregate_patches(output, None, patches, location, "max", (0, 0, 0), False, 1)
-    with pytest.raises(ValueError, match="weight"):
-        native().aggregate_patches(output, None, patches, location, "average", (0, 0, 0), False, 1)
+    with pytest.raises(ValueError, match="weights must have shape"):
+        weights = np.zeros((1, 8, 8, 7), np.float32)
+        native().aggregate_patches(
+            output, weights, patches, location, "average", (0, 0, 0), False, 1
+        )
     with pytest.raises(ValueError, match="does not match"):
         wrong = np.array([[0, 0, 0, 5, 4, 4]], np.int64)
         native().aggregate_patches(output, None, patches, wrong, "crop", (0, 0, 0), False, 1)
@@ -246,3 +251,31 @@ def test_aggregate_bad_input() -> None:
         native().aggregate_patches(
             ints, ints[:1].copy(), patches.astype(np.int32), location, "hann", (0, 0, 0), False, 1
         )
+
+
+@pytest.mark.parametrize("mode", ["average", "hann"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_grid_weights_divide_like_an_accumulated_weight_volume(mode, dtype) -> None:
+    rng = np.random.default_rng(5)
+    shape, patch = (13, 11, 9), (5, 4, 3)
+    starts = ([0, 4, 8], [0, 3, 7], [0, 2, 4, 6])
+    corners = np.array(list(itertools.product(*starts)), np.int64)
+    locations = np.concatenate([corners, corners + np.array(patch)], axis=1)
+    patches = rng.random((len(corners), 2, *patch)).astype(dtype)
+    summed = np.zeros((2, *shape), dtype)
+    weights = np.zeros((1, *shape), dtype)
+    native().aggregate_patches(summed, weights, patches, locations, mode, (0, 0, 0), False, 1)
+    quotient = native().divide_by_grid_weights(summed, starts, patch, mode)
+    assert quotient.dtype == dtype
+    np.testing.assert_allclose(quotient, summed / weights, rtol=1e-6)
+
+
+def test_grid_weights_bad_input() -> None:
+    summed = np.zeros((1, 8, 8, 8), np.float32)
+    starts = ([0, 4], [0, 4], [0, 4])
+    with pytest.raises(ValueError, match="crop"):
+        native().divide_by_grid_weights(summed, starts, (4, 4, 4), "crop")
+    with pytest.raises(ValueError, match="exceeds"):
+        native().divide_by_grid_weights(summed, ([0, 6], [0], [0]), (4, 4, 4), "average")
+    with pytest.raises(TypeError, match="float32 or float64"):
+        native().divide_by_grid_weights(summed.astype(np.int32), starts, (4, 4, 4), "average")

@@ -47,7 +47,8 @@ def _stack(values: list[Any]) -> Any:
     """Stack the values of one key across a batch, recursing into dictionaries."""
     first = values[0]
     if isinstance(first, torch.Tensor):
-        return torch.stack(values)
+        base = _stacked_base(values)
+        return torch.stack(values) if base is None else base
     if isinstance(first, np.ndarray):
         return np.stack(values)
     if isinstance(first, Mapping):
@@ -55,3 +56,27 @@ def _stack(values: list[Any]) -> Any:
     if isinstance(first, int | float | bool):
         return torch.tensor(values)
     return values
+
+
+def _stacked_base(values: list[Any]) -> torch.Tensor | None:
+    """The tensor ``B`` if ``values`` are exactly its views ``B[0], ..., B[N - 1]``.
+
+    Patches extracted together (:meth:`GridSampler.__getitems__`) are such views,
+    so their batch is ``B`` itself: equal to ``torch.stack(values)``, without a copy.
+    """
+    base = values[0]._base
+    if not isinstance(base, torch.Tensor) or base.ndim == 0 or base.shape[0] != len(values):
+        return None
+    step = base.stride(0) * base.element_size()
+    origin = base.data_ptr()
+    for n, value in enumerate(values):
+        if not (
+            isinstance(value, torch.Tensor)
+            and value._base is base
+            and value.data_ptr() == origin + n * step
+            and value.shape == base.shape[1:]
+            and value.stride() == base.stride()[1:]
+            and value.dtype == base.dtype
+        ):
+            return None
+    return base

@@ -158,8 +158,9 @@ pub fn draw_centres<'py>(
 }
 
 /// Accumulates patches `(B, C, pi, pj, pk)` at `locations` `(B, 6)` into
-/// `output` `(C, I, J, K)` in place (and `weights` `(1, I, J, K)` for the
-/// `average` and `hann` modes); `output`, `weights` and `patches` share one dtype.
+/// `output` `(C, I, J, K)` in place (and, if given, their weights into `weights`
+/// `(1, I, J, K)` in the `average` and `hann` modes); `output`, `weights` and
+/// `patches` share one dtype.
 #[pyfunction]
 #[pyo3(signature = (output, weights, patches, locations, mode, overlap, padded, downsampling_factor))]
 #[allow(clippy::too_many_arguments)]
@@ -247,6 +248,48 @@ pub fn aggregate_patches(
     Err(crate::boundary::unsupported_dtype("output", output))
 }
 
+/// Divides an `average`/`hann` aggregation `output` `(C, I, J, K)` (float32 or
+/// float64) by the weights of a full grid of patches of `patch_shape` starting
+/// at every combination of `starts` (three lists of output-space corners),
+/// without a weight volume; returns a new array (NaN where no patch reached).
+#[pyfunction]
+pub fn divide_by_grid_weights<'py>(
+    py: Python<'py>,
+    output: &Bound<'py, PyAny>,
+    starts: [Vec<usize>; 3],
+    patch_shape: [usize; 3],
+    mode: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mode: aggregate::OverlapMode = mode.parse().map_err(crate::boundary::to_py_err)?;
+    macro_rules! divide {
+        ($t:ty) => {
+            if let Ok(out) = output.cast::<PyArray<$t, Ix4>>() {
+                let guard = out
+                    .try_readonly()
+                    .map_err(|e| PyValueError::new_err(format!("output: {e}")))?;
+                let view = guard.as_array();
+                let (_, ni, nj, nk) = view.dim();
+                let axes = [
+                    starts[0].as_slice(),
+                    starts[1].as_slice(),
+                    starts[2].as_slice(),
+                ];
+                let result = run(py, || {
+                    let profiles =
+                        aggregate::grid_profiles::<$t>(axes, patch_shape, [ni, nj, nk], mode)?;
+                    aggregate::divide_by_profiles(view, &profiles)
+                })?;
+                return Ok(result.into_pyarray(py).into_any());
+            }
+        };
+    }
+    divide!(f32);
+    divide!(f64);
+    Err(PyTypeError::new_err(
+        "output must be a 4D float32 or float64 NumPy array",
+    ))
+}
+
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(extract_patch, module)?)?;
     module.add_function(wrap_pyfunction!(extract_patches, module)?)?;
@@ -254,5 +297,6 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(centre_table, module)?)?;
     module.add_function(wrap_pyfunction!(draw_centres, module)?)?;
     module.add_function(wrap_pyfunction!(aggregate_patches, module)?)?;
+    module.add_function(wrap_pyfunction!(divide_by_grid_weights, module)?)?;
     Ok(())
 }

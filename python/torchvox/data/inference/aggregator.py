@@ -59,7 +59,10 @@ class GridAggregator:
         shape = np.array(subject.spatial_shape) // self._downsampling_factor
         self.spatial_shape = tuple(int(n) for n in shape.tolist())
         self._output_array: np.ndarray | None = None
-        self._weights_array: np.ndarray | None = None
+        # Locations (input space) and patch shapes (output space) of every batch
+        # added in the weighted modes; the weights are derived from them on demand
+        # instead of being accumulated voxel by voxel.
+        self._weighted_batches: list[tuple[np.ndarray, tuple[int, int, int]]] = []
 
     @staticmethod
     def _parse_overlap_mode(overlap_mode: str) -> None:
@@ -73,8 +76,6 @@ class GridAggregator:
             return
         channels = batch.shape[1]
         self._output_array = np.zeros((channels, *self.spatial_shape), dtype=batch.dtype)
-        if self.overlap_mode != "crop":
-            self._weights_array = np.zeros((1, *self.spatial_shape), dtype=batch.dtype)
 
     def add_batch(self, batch_tensor: torch.Tensor, locations: torch.Tensor) -> None:
         """Add a batch of patches predicted by a network to the output volume.
@@ -103,20 +104,21 @@ class GridAggregator:
             raise RuntimeError(f"The batch must be 5D (B, C, W, H, D), got shape {array.shape}")
         d = self._downsampling_factor
         targets = location_array[:, 3:] // d - location_array[:, :3] // d
-        if len(targets):
-            input_shape = tuple(array.shape[-3:])
-            target_shape = tuple(int(n) for n in targets[0])
-            if input_shape != target_shape or not np.all(targets == targets[0]):
-                raise RuntimeError(
-                    f"The shape of the input batch, {input_shape}, does not match the shape"
-                    f" of the target location, which is {target_shape}"
-                )
+        if not len(targets):
+            return
+        input_shape = tuple(array.shape[-3:])
+        target_shape = (int(targets[0, 0]), int(targets[0, 1]), int(targets[0, 2]))
+        if input_shape != target_shape or not np.all(targets == targets[0]):
+            raise RuntimeError(
+                f"The shape of the input batch, {input_shape}, does not match the shape"
+                f" of the target location, which is {target_shape}"
+            )
         self._initialize(array)
         assert self._output_array is not None
         overlap = tuple(int(v) for v in self.patch_overlap.tolist())
         native().aggregate_patches(
             self._output_array,
-            self._weights_array,
+            None,
             array,
             location_array,
             self.overlap_mode,
@@ -124,6 +126,8 @@ class GridAggregator:
             self.volume_padded,
             d,
         )
+        if self.overlap_mode != "crop":
+            self._weighted_batches.append((location_array, target_shape))
 
     def get_output_tensor(self) -> torch.Tensor:
         """The aggregated ``(C, W, H, D)`` volume (cropped back if the sampler padded).
@@ -145,11 +149,67 @@ class GridAggregator:
             )
             output = output.to(torch.int32)
         if self.overlap_mode in ("average", "hann"):
-            assert self._weights_array is not None
-            output = torch.true_divide(output, torch.from_numpy(self._weights_array))
+            output = self._divide_by_weights(output)
         if self.volume_padded:
             border = (self.patch_overlap // 2) // self._downsampling_factor
             i, j, k = (int(b) for b in border)
             shape = output.shape[1:]
             output = output[:, i : shape[0] - i, j : shape[1] - j, k : shape[2] - k].clone()
         return output
+
+    def _divide_by_weights(self, output: torch.Tensor) -> torch.Tensor:
+        """``output`` divided voxel-wise by the summed weights of every patch added.
+
+        A full grid (every combination of per-axis starts, once, one patch shape)
+        has separable weights, divided out natively without a weight volume; any
+        other set of locations accumulates one. Integer sums become float32, as
+        with :func:`torch.true_divide`.
+        """
+        if not output.is_floating_point():
+            output = output.to(torch.get_default_dtype())
+        summed = to_numpy(output)
+        locations = np.concatenate([rows for rows, _ in self._weighted_batches])
+        shapes = {shape for _, shape in self._weighted_batches}
+        starts = locations[:, :3] // self._downsampling_factor
+        axis_starts = [np.unique(starts[:, axis]) for axis in range(3)]
+        is_full_grid = (
+            len(shapes) == 1
+            and len(np.unique(starts, axis=0)) == len(starts)
+            and int(np.prod([len(a) for a in axis_starts])) == len(starts)
+        )
+        if is_full_grid:
+            (patch_shape,) = shapes
+            axes = (
+                axis_starts[0].tolist(),
+                axis_starts[1].tolist(),
+                axis_starts[2].tolist(),
+            )
+            quotient = native().divide_by_grid_weights(summed, axes, patch_shape, self.overlap_mode)
+            return torch.from_numpy(quotient)
+        weights = np.zeros((1, *summed.shape[1:]), dtype=summed.dtype)
+        for rows, patch_shape in self._weighted_batches:
+            self._accumulate_weights(weights, rows, patch_shape)
+        return torch.true_divide(output, torch.from_numpy(weights))
+
+    def _accumulate_weights(
+        self, weights: np.ndarray, locations: np.ndarray, patch_shape: tuple[int, int, int]
+    ) -> None:
+        """Adds the weight window of each of ``locations`` to ``weights`` ``(1, I, J, K)``."""
+        # A bounded stack of unit patches: the weights of a whole batch at once
+        # would cost as much memory as the batch itself.
+        chunk = min(len(locations), max(1, 2**24 // max(1, int(np.prod(patch_shape)))))
+        ones = np.ones((chunk, 1, *patch_shape), dtype=weights.dtype)
+        overlap = tuple(int(v) for v in self.patch_overlap.tolist())
+        for first in range(0, len(locations), chunk):
+            rows = np.ascontiguousarray(locations[first : first + chunk])
+            # Summing unit patches (Hann-weighted in hann mode) yields the weights.
+            native().aggregate_patches(
+                weights,
+                None,
+                ones[: len(rows)],
+                rows,
+                self.overlap_mode,
+                overlap,
+                self.volume_padded,
+                self._downsampling_factor,
+            )

@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 
 from ...types import TypeSpatialShape, TypeTripletInt
 from ...utils import to_tuple
-from ..sampler.sampler import PatchSampler, crop_subject, volume_arrays
+from ..sampler.sampler import PatchSampler, crop_subject, crop_subjects, volume_arrays
 from ..subject import Subject
 
 __all__ = ["GridSampler"]
@@ -63,11 +63,24 @@ class GridSampler(PatchSampler, Dataset):
 
     def __getitem__(self, index: int) -> Subject:
         location = self.locations[index]
+        corner = (int(location[0]), int(location[1]), int(location[2]))
+        return crop_subject(self.subject, corner, self._patch_size_tuple(), self._volume_arrays())
+
+    def __getitems__(self, indices: list[int]) -> list[Subject]:
+        """The patches at ``indices``, extracted with one native call per image.
+
+        ``DataLoader`` fetches a batch through this method; the patches' data are
+        views of one batch tensor per image, which the loader's collation returns
+        as they are instead of stacking copies.
+        """
+        corners = [tuple(int(v) for v in self.locations[index][:3]) for index in indices]
+        return crop_subjects(self.subject, corners, self._patch_size_tuple(), self._volume_arrays())
+
+    def _volume_arrays(self) -> dict[str, np.ndarray]:
         if self._arrays is None:
             # Converted once, so each patch is one copy of its region.
             self._arrays = volume_arrays(self.subject)
-        corner = (int(location[0]), int(location[1]), int(location[2]))
-        return crop_subject(self.subject, corner, self._patch_size_tuple(), self._arrays)
+        return self._arrays
 
     def __getstate__(self) -> dict[str, object]:
         # Worker processes rebuild the arrays from the subject.

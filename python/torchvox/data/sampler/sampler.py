@@ -16,7 +16,7 @@ from ...utils import to_tuple
 from ..image import PROTECTED_KEYS, Image
 from ..subject import Subject
 
-__all__ = ["PatchSampler", "RandomSampler", "crop_subject", "volume_arrays"]
+__all__ = ["PatchSampler", "RandomSampler", "crop_subject", "crop_subjects", "volume_arrays"]
 
 
 def _parse_patch_size(patch_size: TypeSpatialShape) -> np.ndarray:
@@ -37,13 +37,8 @@ def volume_arrays(subject: Subject) -> dict[str, np.ndarray]:
     }
 
 
-def _crop_image(
-    image: Image, start: TypeTripletInt, size: TypeTripletInt, array: np.ndarray | None
-) -> Image:
-    """A new image of the same class holding a copy of the region only."""
-    if array is None:
-        array = to_numpy(image.data)
-    patch = to_tensor(native().extract_patch(array, tuple(start), tuple(size)))
+def _crop_image(image: Image, start: TypeTripletInt, patch: torch.Tensor) -> Image:
+    """A new image of the same class holding ``patch``, the region at ``start``."""
     affine = image.affine.copy()
     # The patch's first voxel sits where voxel `start` of the volume was.
     affine[:3, 3] = affine[:3, :3] @ np.asarray(start, dtype=np.float64) + affine[:3, 3]
@@ -58,6 +53,40 @@ def _crop_image(
         verify_path=False,
         **copy.deepcopy(metadata),
     )
+
+
+def _patch_subject(
+    subject: Subject,
+    start: TypeTripletInt,
+    size: TypeTripletInt,
+    patches: dict[str, torch.Tensor],
+) -> Subject:
+    """The subject of the region ``start + [0, size)``, given each image's patch."""
+    items: dict[str, Any] = {}
+    for key, value in subject.items():
+        if isinstance(value, Image):
+            items[key] = _crop_image(value, start, patches[key])
+        else:
+            items[key] = copy.deepcopy(value)
+    patch = Subject(items)
+    patch.applied_transforms = list(subject.applied_transforms)
+    shape = subject.spatial_shape
+    cropping = tuple(
+        int(v) for axis in range(3) for v in (start[axis], shape[axis] - start[axis] - size[axis])
+    )
+    from ...transforms.spatial.crop import Crop
+
+    crop = Crop(cropping)
+    patch.add_transform(crop, crop._get_reproducing_arguments())
+    end = [s + n for s, n in zip(start, size, strict=True)]
+    patch[LOCATION] = torch.as_tensor([*start, *end])
+    patch.update_attributes()
+    return patch
+
+
+def _triplet(values: TypeTripletInt | Sequence[int]) -> TypeTripletInt:
+    i, j, k = (int(v) for v in values)
+    return i, j, k
 
 
 def crop_subject(
@@ -86,31 +115,49 @@ def crop_subject(
     """
     if consume_random:
         torch.rand(1)
-    i0, j0, k0 = (int(v) for v in index_ini)
-    si, sj, sk = (int(v) for v in patch_size)
-    start, size = (i0, j0, k0), (si, sj, sk)
-    items: dict[str, Any] = {}
-    for key, value in subject.items():
-        if isinstance(value, Image):
-            items[key] = _crop_image(
-                value, start, size, None if arrays is None else arrays.get(key)
-            )
-        else:
-            items[key] = copy.deepcopy(value)
-    patch = Subject(items)
-    patch.applied_transforms = list(subject.applied_transforms)
-    shape = subject.spatial_shape
-    cropping = tuple(
-        int(v) for axis in range(3) for v in (start[axis], shape[axis] - start[axis] - size[axis])
-    )
-    from ...transforms.spatial.crop import Crop
+    start, size = _triplet(index_ini), _triplet(patch_size)
+    if arrays is None:
+        arrays = volume_arrays(subject)
+    patches = {
+        name: to_tensor(native().extract_patch(array, start, size))
+        for name, array in arrays.items()
+    }
+    return _patch_subject(subject, start, size, patches)
 
-    crop = Crop(cropping)
-    patch.add_transform(crop, crop._get_reproducing_arguments())
-    end = [s + n for s, n in zip(start, size, strict=True)]
-    patch[LOCATION] = torch.as_tensor([*start, *end])
-    patch.update_attributes()
-    return patch
+
+def crop_subjects(
+    subject: Subject,
+    corners: Sequence[Sequence[int]],
+    patch_size: TypeTripletInt | Sequence[int],
+    arrays: dict[str, np.ndarray] | None = None,
+) -> list[Subject]:
+    """The patches of :func:`crop_subject` at several corners, copied in one call per image.
+
+    The data of patch ``n`` is the view ``[n]`` of one ``(N, C, pi, pj, pk)`` tensor per
+    image, so :class:`~torchvox.SubjectsLoader` batches them without copying again. No
+    random number is drawn (the grid sampler's patches are not random).
+
+    Args:
+        subject: Subject whose images share one spatial shape ``(I, J, K)``.
+        corners: The ``N`` corners ``(i0, j0, k0)``.
+        patch_size: Size ``(pi, pj, pk)`` of every patch.
+        arrays: See :func:`crop_subject`.
+    """
+    size = _triplet(patch_size)
+    starts = [_triplet(corner) for corner in corners]
+    if not starts:
+        return []
+    if arrays is None:
+        arrays = volume_arrays(subject)
+    corner_array = np.asarray(starts, dtype=np.int64).reshape(-1, 3)
+    batches = {
+        name: to_tensor(native().extract_patches(array, corner_array, size))
+        for name, array in arrays.items()
+    }
+    return [
+        _patch_subject(subject, start, size, {name: batch[n] for name, batch in batches.items()})
+        for n, start in enumerate(starts)
+    ]
 
 
 class PatchSampler:

@@ -17,11 +17,11 @@
 //! order for its planes, so there are no write races and the result is the
 //! same whatever the thread count.
 
-use ndarray::{s, Array1, ArrayView5, ArrayViewMut3, ArrayViewMut4, Axis};
+use ndarray::{s, Array1, Array4, ArrayView4, ArrayView5, ArrayViewMut3, ArrayViewMut4, Axis};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::volume::Voxel;
+use crate::volume::{zeroed, Voxel};
 
 /// How overlapping patches are combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,9 +181,10 @@ fn place_patches(
 /// Accumulates patches `(B, C, pi, pj, pk)` at `locations` (`(B, 6)` rows
 /// `i0, j0, k0, i1, j1, k1` in input voxels) into `output` `(C, I, J, K)`.
 ///
-/// `weights` `(1, I, J, K)` is required for `Average` and `Hann` (it receives
-/// the counts or summed windows; divide `output` by it at the end) and ignored
-/// for `Crop`. `Hann` needs a float voxel type.
+/// `weights` `(1, I, J, K)`, if given for `Average` and `Hann`, receives the
+/// counts or summed windows (divide `output` by it at the end); without it only
+/// the sum is accumulated, for a caller that normalises with [`grid_profiles`].
+/// It is ignored for `Crop`. `Hann` needs a float voxel type.
 pub fn add_batch<T: Accumulate>(
     mut output: ArrayViewMut4<'_, T>,
     weights: Option<ArrayViewMut4<'_, T>>,
@@ -238,11 +239,9 @@ pub fn add_batch<T: Accumulate>(
             }
             Some(w)
         }
-        (_, None) => {
-            return Err(Error::InvalidArgument(format!(
-                "{mode:?} aggregation needs a weight volume"
-            )))
-        }
+        // Only the (weighted) sum: the caller normalises by weights it derives
+        // from the locations (see `grid_profiles`).
+        (_, None) => None,
     };
     let placements = place_patches(locations, [pi, pj, pk], [oi, oj, ok], mode, grid)?;
     let windows: [Vec<T>; 3] = [pi, pj, pk].map(|n| {
@@ -342,6 +341,116 @@ pub fn add_batch<T: Accumulate>(
     Ok(())
 }
 
+/// Float voxels, which the normalisation of averaged outputs divides.
+pub trait Quotient: Accumulate {
+    /// `self / other`.
+    fn div(self, other: Self) -> Self;
+}
+
+impl Quotient for f32 {
+    #[inline(always)]
+    fn div(self, other: Self) -> Self {
+        self / other
+    }
+}
+
+impl Quotient for f64 {
+    #[inline(always)]
+    fn div(self, other: Self) -> Self {
+        self / other
+    }
+}
+
+/// Per-axis weight profiles of a full grid of patches.
+///
+/// When the patches of an `Average` or `Hann` aggregation start at every
+/// combination of `starts[0] x starts[1] x starts[2]` exactly once, the weight
+/// of voxel `(i, j, k)` is the product `P0[i] P1[j] P2[k]` of 1D sums
+/// `Pa[x] = sum over s in starts[a] of w(x - s)`, with `w` one (average) or the
+/// Hann window (hann) inside the patch: the sum over a product set factorises.
+/// Returns the three profiles, of lengths `shape`, so that no weight volume
+/// needs to be accumulated (counts are exact; summed windows differ from a
+/// voxel-wise sum only by rounding).
+///
+/// Errors: `Crop` mode, or a patch that does not fit at one of the starts.
+pub fn grid_profiles<T: Quotient>(
+    starts: [&[usize]; 3],
+    patch_shape: [usize; 3],
+    shape: [usize; 3],
+    mode: OverlapMode,
+) -> Result<[Vec<T>; 3]> {
+    if mode == OverlapMode::Crop {
+        return Err(Error::InvalidArgument(
+            "crop aggregation has no weights".into(),
+        ));
+    }
+    let mut profiles: [Vec<T>; 3] = shape.map(|n| vec![T::default(); n]);
+    for axis in 0..3 {
+        let size = patch_shape[axis];
+        let window: Vec<T> = match mode {
+            OverlapMode::Hann => hann_window(size)
+                .iter()
+                .map(|&v| T::from_f64(f64::from(v)))
+                .collect(),
+            _ => vec![T::from_f64(1.0); size],
+        };
+        for &start in starts[axis] {
+            let Some(span) = profiles[axis].get_mut(start..start + size) else {
+                return Err(Error::Shape(format!(
+                    "a patch of size {size} at {start} exceeds axis {axis} of length {}",
+                    shape[axis]
+                )));
+            };
+            for (p, &w) in span.iter_mut().zip(&window) {
+                *p = p.add(w);
+            }
+        }
+    }
+    Ok(profiles)
+}
+
+/// `output / (P0[i] P1[j] P2[k])` voxel-wise, into a new `(C, I, J, K)` array,
+/// for the `profiles` of [`grid_profiles`]. Voxels no patch covered have
+/// weight 0 and become NaN, as in a voxel-wise division.
+///
+/// Errors: profiles whose lengths are not the spatial shape of `output`.
+pub fn divide_by_profiles<T: Quotient>(
+    output: ArrayView4<'_, T>,
+    profiles: &[Vec<T>; 3],
+) -> Result<Array4<T>> {
+    let (c, ni, nj, nk) = output.dim();
+    if [profiles[0].len(), profiles[1].len(), profiles[2].len()] != [ni, nj, nk] {
+        return Err(Error::Shape(format!(
+            "weight profiles of lengths {:?} do not match the output spatial shape {:?}",
+            profiles.each_ref().map(Vec::len),
+            [ni, nj, nk]
+        )));
+    }
+    let mut result = zeroed((c, ni, nj, nk));
+    let [p0, p1, p2] = profiles;
+    result
+        .axis_iter_mut(Axis(0))
+        .zip(output.axis_iter(Axis(0)))
+        .for_each(|(mut out_channel, channel)| {
+            out_channel
+                .axis_iter_mut(Axis(0))
+                .into_par_iter()
+                .zip(channel.axis_iter(Axis(0)).into_par_iter())
+                .enumerate()
+                .for_each(|(i, (mut out_plane, plane))| {
+                    for (j, &wj) in p1.iter().enumerate() {
+                        let wij = mul(p0[i], wj);
+                        let mut dst = out_plane.row_mut(j);
+                        let src = plane.row(j);
+                        for ((d, &v), &wk) in dst.iter_mut().zip(src.iter()).zip(p2) {
+                            *d = v.div(mul(wij, wk));
+                        }
+                    }
+                });
+        });
+    Ok(result)
+}
+
 /// `a * b` for float voxels (only used in `Hann` mode, which requires floats).
 #[inline(always)]
 fn mul<T: Accumulate>(a: T, b: T) -> T {
@@ -433,6 +542,63 @@ mod tests {
     }
 
     #[test]
+    fn separable_profiles_equal_the_accumulated_weights() {
+        let shape = (2, 11, 9, 7);
+        let v = volume(shape);
+        let (patch, overlap) = ([5, 4, 3], [2, 2, 0]);
+        let locations = grid_locations([11, 9, 7], patch, overlap);
+        let patches = patches_of(&v, &locations, patch);
+        let grid = Grid {
+            overlap,
+            padded: false,
+            downsampling_factor: 1,
+        };
+        let mut starts: [Vec<usize>; 3] = Default::default();
+        for (axis, axis_starts) in starts.iter_mut().enumerate() {
+            *axis_starts = locations.iter().map(|l| l[axis] as usize).collect();
+            axis_starts.sort_unstable();
+            axis_starts.dedup();
+        }
+        for mode in [OverlapMode::Average, OverlapMode::Hann] {
+            let mut summed = Array4::<f64>::zeros(shape);
+            let mut w = Array4::<f64>::zeros((1, 11, 9, 7));
+            let batch = patches.view();
+            add_batch(
+                summed.view_mut(),
+                Some(w.view_mut()),
+                batch,
+                &locations,
+                mode,
+                grid,
+            )
+            .unwrap();
+            let mut sum_only = Array4::<f64>::zeros(shape);
+            add_batch(sum_only.view_mut(), None, batch, &locations, mode, grid).unwrap();
+            assert_eq!(sum_only, summed);
+            let profiles = grid_profiles::<f64>(
+                [&starts[0], &starts[1], &starts[2]],
+                patch,
+                [11, 9, 7],
+                mode,
+            )
+            .unwrap();
+            let divided = divide_by_profiles(sum_only.view(), &profiles).unwrap();
+            let expected = &summed / &w;
+            let err = (&divided - &expected)
+                .iter()
+                .fold(0.0f64, |m, &d| m.max(d.abs()));
+            let tolerance = if mode == OverlapMode::Hann { 1e-9 } else { 0.0 };
+            assert!(err <= tolerance, "{mode:?}: max error {err}");
+        }
+        let bad = grid_profiles::<f32>([&[0], &[0], &[9]], patch, [11, 9, 7], OverlapMode::Average);
+        assert!(matches!(bad, Err(Error::Shape(_))));
+        let crop = grid_profiles::<f32>([&[0], &[0], &[0]], patch, [11, 9, 7], OverlapMode::Crop);
+        assert!(crop.is_err());
+        let short = [vec![1.0f64; 11], vec![1.0; 9], vec![1.0; 6]];
+        assert!(divide_by_profiles(v.view(), &short).is_err());
+    }
+
+    #[test]
     fn hann_window_matches_formula() {
         let w = hann_window(3);
         // hann_window(5, periodic=False) = [0, .5, 1, .5, 0]
@@ -508,15 +674,6 @@ mod tests {
             patches.view(),
             &outside,
             OverlapMode::Crop,
-            grid
-        )
-        .is_err());
-        assert!(add_batch(
-            out.view_mut(),
-            None,
-            patches.view(),
-            &locations,
-            OverlapMode::Average,
             grid
         )
         .is_err());
