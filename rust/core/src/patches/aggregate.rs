@@ -508,10 +508,10 @@ mod tests {
         crate::patches::extract::extract_patches(v.view(), &starts, patch).unwrap()
     }
 
-    #[test]
-    fn every_mode_reconstructs_the_volume() {
-        let shape = (2, 11, 9, 7);
-        let v = volume(shape);
+    /// A `(2, 11, 9, 7)` volume cut into its full grid of `[5, 4, 3]` patches
+    /// (overlap `[2, 2, 0]`): the volume, locations, patches, patch size and grid.
+    fn grid_fixture() -> GridFixture {
+        let v = volume((2, 11, 9, 7));
         let (patch, overlap) = ([5, 4, 3], [2, 2, 0]);
         let locations = grid_locations([11, 9, 7], patch, overlap);
         let patches = patches_of(&v, &locations, patch);
@@ -520,6 +520,15 @@ mod tests {
             padded: false,
             downsampling_factor: 1,
         };
+        (v, locations, patches, patch, grid)
+    }
+
+    type GridFixture = (Array4<f64>, Vec<[i64; 6]>, Array5<f64>, [usize; 3], Grid);
+
+    #[test]
+    fn every_mode_reconstructs_the_volume() {
+        let shape = (2, 11, 9, 7);
+        let (v, locations, patches, _, grid) = grid_fixture();
         for mode in [OverlapMode::Crop, OverlapMode::Average, OverlapMode::Hann] {
             let mut out = Array4::<f64>::zeros(shape);
             let mut w = Array4::<f64>::zeros((1, 11, 9, 7));
@@ -544,15 +553,7 @@ mod tests {
     #[test]
     fn separable_profiles_equal_the_accumulated_weights() {
         let shape = (2, 11, 9, 7);
-        let v = volume(shape);
-        let (patch, overlap) = ([5, 4, 3], [2, 2, 0]);
-        let locations = grid_locations([11, 9, 7], patch, overlap);
-        let patches = patches_of(&v, &locations, patch);
-        let grid = Grid {
-            overlap,
-            padded: false,
-            downsampling_factor: 1,
-        };
+        let (v, locations, patches, patch, grid) = grid_fixture();
         let mut starts: [Vec<usize>; 3] = Default::default();
         for (axis, axis_starts) in starts.iter_mut().enumerate() {
             *axis_starts = locations.iter().map(|l| l[axis] as usize).collect();
