@@ -19,10 +19,22 @@ pub trait Voxel: Copy + Send + Sync + PartialOrd + Default + std::fmt::Debug + '
     fn to_f64(self) -> f64;
     /// Converts from `f64`: floats cast, integers round half away from zero and saturate.
     fn from_f64(value: f64) -> Self;
+    /// The slice as `f32` when `Self` is `f32`, for kernels specialised to it.
+    #[inline(always)]
+    fn as_f32(data: &[Self]) -> Option<&[f32]> {
+        let _ = data;
+        None
+    }
+    /// The mutable slice as `f32` when `Self` is `f32`.
+    #[inline(always)]
+    fn as_f32_mut(data: &mut [Self]) -> Option<&mut [f32]> {
+        let _ = data;
+        None
+    }
 }
 
 macro_rules! impl_float_voxel {
-    ($t:ty) => {
+    ($t:ty $(, $extra:item)*) => {
         impl Voxel for $t {
             const IS_FLOAT: bool = true;
             const MIN: Self = <$t>::MIN;
@@ -35,6 +47,7 @@ macro_rules! impl_float_voxel {
             fn from_f64(value: f64) -> Self {
                 value as $t
             }
+            $($extra)*
         }
     };
 }
@@ -58,14 +71,23 @@ macro_rules! impl_int_voxel {
     };
 }
 
-impl_float_voxel!(f32);
+impl_float_voxel!(
+    f32,
+    #[inline(always)]
+    fn as_f32(data: &[Self]) -> Option<&[f32]> {
+        Some(data)
+    },
+    #[inline(always)]
+    fn as_f32_mut(data: &mut [Self]) -> Option<&mut [f32]> {
+        Some(data)
+    }
+);
 impl_float_voxel!(f64);
 impl_int_voxel!(u8);
 impl_int_voxel!(i16);
 impl_int_voxel!(i32);
 impl_int_voxel!(i64);
 
-/// Fails unless `volume` has at least one voxel and one channel.
 /// A new array of `T::default()` (zero for every voxel type) for a kernel to fill.
 ///
 /// Prefer it to `Array::default`, which writes every element once before the
@@ -76,6 +98,7 @@ pub fn zeroed<T: Voxel, D: Dimension, Sh: ShapeBuilder<Dim = D>>(shape: Sh) -> A
     Array::from_elem(shape, T::default())
 }
 
+/// Fails unless `volume` has at least one voxel and one channel.
 pub fn check_not_empty<T>(volume: &ArrayView4<'_, T>, name: &str) -> Result<()> {
     if volume.is_empty() {
         return Err(Error::Empty(format!(

@@ -294,7 +294,7 @@ impl<F: Real> RealPlans<F> {
         scratch: &mut [Complex<F>],
     ) -> Result<()> {
         spectrum[0].im = F::zero();
-        if self.n % 2 == 0 {
+        if self.n.is_multiple_of(2) {
             let last = spectrum.len() - 1;
             spectrum[last].im = F::zero();
         }

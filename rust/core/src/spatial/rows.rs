@@ -1,0 +1,450 @@
+//! Row kernels of the warp for nearest and trilinear interpolation.
+//!
+//! Each output row `(i, j, 0..K)` is done in three passes over scratch
+//! buffers: input coordinates (incrementally for affine-only chains), taps
+//! (offsets, weights, inside flags, computed once for every channel), then one
+//! gather per channel. On x86-64 with AVX2, runs of eight interior points go
+//! through [`simd`] instead, with bit-identical results.
+
+use ndarray::Array4;
+use rayon::prelude::*;
+
+use crate::affine;
+use crate::error::{Error, Result};
+use crate::spatial::displacement::split_planes;
+#[cfg(target_arch = "x86_64")]
+use crate::spatial::simd;
+use crate::spatial::warp::{convert, Plan, Source};
+use crate::volume::Voxel;
+
+/// Floating type of interpolation weights and sums: `f32` for `f32` volumes
+/// (no float64 temporaries on float32 data), `f64` otherwise (exact enough for
+/// float64 data and for the truncation of integer results).
+pub(super) trait Real:
+    Copy
+    + Send
+    + Sync
+    + 'static
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+{
+    fn of(value: f64) -> Self;
+    fn get(self) -> f64;
+    /// `a + (b - a) w`: exact where `a == b` (constant regions stay constant).
+    fn lerp(a: Self, b: Self, w: Self) -> Self;
+}
+
+impl Real for f32 {
+    #[inline(always)]
+    fn of(value: f64) -> Self {
+        value as f32
+    }
+    #[inline(always)]
+    fn get(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn lerp(a: Self, b: Self, w: Self) -> Self {
+        a + (b - a) * w
+    }
+}
+
+impl Real for f64 {
+    #[inline(always)]
+    fn of(value: f64) -> Self {
+        value
+    }
+    #[inline(always)]
+    fn get(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn lerp(a: Self, b: Self, w: Self) -> Self {
+        a + (b - a) * w
+    }
+}
+
+/// Per-task buffers for one output row: input coordinates, then taps.
+struct RowScratch<W> {
+    x: [Vec<f64>; 3],
+    offsets: Vec<usize>,
+    weights: [Vec<W>; 3],
+    valid: Vec<bool>,
+    /// Points a vector kernel already finished (see [`simd`]).
+    done: Vec<bool>,
+}
+
+impl<W: Real> RowScratch<W> {
+    fn new(n: usize) -> Self {
+        Self {
+            x: [vec![0.0; n], vec![0.0; n], vec![0.0; n]],
+            offsets: vec![0; n],
+            weights: [
+                vec![W::of(0.0); n],
+                vec![W::of(0.0); n],
+                vec![W::of(0.0); n],
+            ],
+            valid: vec![false; n],
+            done: vec![false; n],
+        }
+    }
+}
+
+/// Input continuous indices of the output row `(i, j, 0..nk)`.
+#[inline(always)]
+fn row_coordinates(plan: &Plan<'_>, i: usize, j: usize, x: &mut [Vec<f64>; 3]) {
+    let (fi, fj) = (i as f64, j as f64);
+    let [x0, x1, x2] = x;
+    if plan.fields.is_empty() {
+        // Affine-only: the input index moves by `step` per K voxel.
+        let base = affine::apply(&plan.head, [fi, fj, 0.0]);
+        let step = affine::column(&plan.head, 2);
+        for (k, ((a, b), c)) in x0
+            .iter_mut()
+            .zip(x1.iter_mut())
+            .zip(x2.iter_mut())
+            .enumerate()
+        {
+            let fk = k as f64;
+            *a = base[0] + fk * step[0];
+            *b = base[1] + fk * step[1];
+            *c = base[2] + fk * step[2];
+        }
+    } else {
+        for (k, ((a, b), c)) in x0
+            .iter_mut()
+            .zip(x1.iter_mut())
+            .zip(x2.iter_mut())
+            .enumerate()
+        {
+            let p = plan.map([fi, fj, k as f64], [i, j, k]);
+            *a = p[0];
+            *b = p[1];
+            *c = p[2];
+        }
+    }
+}
+
+/// Branch-free per-axis constants of the inside test and nearest rounding.
+///
+/// With `t = x 2^20 + 2^19 + 1/2` (exact for `|x| < 2^31`), `snap(x) >= -1/2`
+/// iff `t >= 0`, `snap(x) < n - 1/2` iff `t < n 2^20`, and the nearest index
+/// `floor(snap(x) + 1/2)` is `floor(t) >> 20`. Flat axes use scale 0, so `t`
+/// is constant, inside, and rounds to index 0.
+#[derive(Clone, Copy)]
+struct AxisRule {
+    scale: f64,
+    limit: f64,
+    last: f64,
+    below_last: f64,
+}
+
+const SNAP_SCALE: f64 = 1_048_576.0;
+const SNAP_OFFSET: f64 = 524_288.5;
+
+impl AxisRule {
+    fn new(n: usize) -> Self {
+        let scale = if n == 1 { 0.0 } else { SNAP_SCALE };
+        Self {
+            scale,
+            limit: n as f64 * SNAP_SCALE,
+            last: (n - 1) as f64,
+            below_last: n.saturating_sub(2) as f64,
+        }
+    }
+
+    /// Nearest index and whether `x` is inside (outside points get a valid index).
+    #[inline(always)]
+    fn nearest(&self, x: f64) -> (usize, bool) {
+        let t = x * self.scale + SNAP_OFFSET;
+        let ok = t >= 0.0 && t < self.limit;
+        let clamped = t.max(0.0).min(self.limit - 1.0);
+        ((clamped as i64 >> 20) as usize, ok)
+    }
+
+    /// Lower neighbour (at most `n - 2`, so the upper one is always `+ 1`
+    /// except on flat axes), weight of the upper one for `x` clamped to
+    /// `[0, n - 1]`, and whether `x` is inside.
+    #[inline(always)]
+    fn linear<W: Real>(&self, x: f64) -> (usize, W, bool) {
+        let t = x * self.scale + SNAP_OFFSET;
+        let ok = t >= 0.0 && t < self.limit;
+        let xc = x.max(0.0).min(self.last);
+        // `xc >= 0`, so truncation is the floor.
+        let base = ((xc as i64) as f64).min(self.below_last);
+        (base as i64 as usize, W::of(xc - base), ok)
+    }
+}
+
+/// Nearest neighbour for one output row of every channel.
+#[inline(always)]
+fn nearest_row<T: Voxel, W: Real>(
+    source: &Source<'_, T>,
+    fill: &[T],
+    scratch: &mut RowScratch<W>,
+    planes: &mut [&mut [T]],
+    start: usize,
+    vector: bool,
+) {
+    let [_, nj, nk] = source.dims;
+    let [ri, rj, rk] = source.dims.map(AxisRule::new);
+    let [x0, x1, x2] = &scratch.x;
+    scratch.done.fill(false);
+    #[cfg(target_arch = "x86_64")]
+    if vector {
+        // SAFETY: `vector` is only set when the CPU has AVX2 and the volume
+        // fits (see `run_rows`); the scratch buffers all hold one row.
+        unsafe {
+            simd::nearest_taps(
+                [x0, x1, x2],
+                source.dims,
+                SNAP_SCALE,
+                SNAP_OFFSET,
+                &mut scratch.offsets,
+                &mut scratch.valid,
+                &mut scratch.done,
+            )
+        }
+    }
+    let _ = vector;
+    let taps = scratch
+        .offsets
+        .iter_mut()
+        .zip(scratch.valid.iter_mut())
+        .zip(&scratch.done);
+    for (((((offset, valid), &done), &a), &b), &c) in taps.zip(x0).zip(x1).zip(x2) {
+        if done {
+            continue;
+        }
+        let (i, oi) = ri.nearest(a);
+        let (j, oj) = rj.nearest(b);
+        let (k, ok) = rk.nearest(c);
+        *offset = (i * nj + j) * nk + k;
+        *valid = oi & oj & ok;
+    }
+    let n = scratch.offsets.len();
+    for ((plane, data), &fill) in planes
+        .iter_mut()
+        .zip(source.data.chunks_exact(source.channel_len))
+        .zip(fill)
+    {
+        let Some(out) = plane.get_mut(start..start + n) else {
+            continue;
+        };
+        for ((o, &offset), &valid) in out.iter_mut().zip(&scratch.offsets).zip(&scratch.valid) {
+            let value = data[offset];
+            *o = if valid { value } else { fill };
+        }
+    }
+}
+
+/// Trilinear interpolation for one output row of every channel.
+#[inline(always)]
+fn linear_row<T: Voxel, W: Real>(
+    source: &Source<'_, T>,
+    fill: &[T],
+    scratch: &mut RowScratch<W>,
+    planes: &mut [&mut [T]],
+    start: usize,
+    vector: bool,
+) {
+    let [_, nj, nk] = source.dims;
+    let n = scratch.offsets.len();
+    // Neighbour strides (zero along flat axes).
+    let dk = usize::from(nk > 1);
+    let dj = if nj > 1 { nk } else { 0 };
+    let di = if source.dims[0] > 1 { nj * nk } else { 0 };
+    scratch.done.fill(false);
+    #[cfg(target_arch = "x86_64")]
+    if vector {
+        let geometry = simd::Geometry {
+            dims: source.dims,
+            strides: [di, dj, dk],
+        };
+        let [x0, x1, x2] = &scratch.x;
+        for (plane, data) in planes
+            .iter_mut()
+            .zip(source.data.chunks_exact(source.channel_len))
+        {
+            let (Some(data), Some(out)) = (
+                T::as_f32(data),
+                plane.get_mut(start..start + n).and_then(T::as_f32_mut),
+            ) else {
+                break;
+            };
+            // SAFETY: `vector` is only set for f32 volumes that fit, on CPUs
+            // with AVX2 (see `run_rows`); the scratch buffers all hold one row.
+            // Every channel marks the same points done (same coordinates).
+            unsafe { simd::linear_f32(data, [x0, x1, x2], &geometry, out, &mut scratch.done) };
+        }
+    }
+    let _ = vector;
+    let [ri, rj, rk] = source.dims.map(AxisRule::new);
+    let [x0, x1, x2] = &scratch.x;
+    let [w0, w1, w2] = &mut scratch.weights;
+    let taps = scratch
+        .offsets
+        .iter_mut()
+        .zip(scratch.valid.iter_mut())
+        .zip(w0.iter_mut())
+        .zip(w1.iter_mut())
+        .zip(w2.iter_mut())
+        .zip(&scratch.done);
+    let coordinates = x0.iter().zip(x1).zip(x2);
+    for ((((((offset, valid), wa), wb), wc), &done), ((&a, &b), &c)) in taps.zip(coordinates) {
+        if done {
+            continue;
+        }
+        let (i, ua, oa) = ri.linear::<W>(a);
+        let (j, ub, ob) = rj.linear::<W>(b);
+        let (k, uc, oc) = rk.linear::<W>(c);
+        *offset = (i * nj + j) * nk + k;
+        *valid = oa & ob & oc;
+        (*wa, *wb, *wc) = (ua, ub, uc);
+    }
+    let [w0, w1, w2] = &scratch.weights;
+    for ((plane, data), &fill) in planes
+        .iter_mut()
+        .zip(source.data.chunks_exact(source.channel_len))
+        .zip(fill)
+    {
+        let Some(out) = plane.get_mut(start..start + n) else {
+            continue;
+        };
+        let taps = scratch
+            .offsets
+            .iter()
+            .zip(&scratch.valid)
+            .zip(w0)
+            .zip(w1)
+            .zip(w2)
+            .zip(&scratch.done);
+        for (o, (((((&offset, &valid), &wa), &wb), &wc), &done)) in out.iter_mut().zip(taps) {
+            if done {
+                continue;
+            }
+            let Some(cell) = data.get(offset..=offset + di + dj + dk) else {
+                continue;
+            };
+            let at = |d: usize| W::of(cell[d].to_f64());
+            let c00 = W::lerp(at(0), at(dk), wc);
+            let c01 = W::lerp(at(dj), at(dj + dk), wc);
+            let c10 = W::lerp(at(di), at(di + dk), wc);
+            let c11 = W::lerp(at(di + dj), at(di + dj + dk), wc);
+            let value = W::lerp(W::lerp(c00, c01, wb), W::lerp(c10, c11, wb), wa);
+            *o = if valid { convert(value.get()) } else { fill };
+        }
+    }
+}
+
+/// Which row kernel [`run_rows`] applies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum RowMode {
+    Nearest,
+    Linear,
+}
+
+/// What every row of one resampling shares.
+struct RowJob<'a, T> {
+    mode: RowMode,
+    source: &'a Source<'a, T>,
+    fill: &'a [T],
+    plan: &'a Plan<'a>,
+    /// The vector kernels of `simd` apply: AVX2 is present, the volume fits
+    /// their `i32` lanes, and (for trilinear rows) the voxels are `f32`.
+    vector: bool,
+}
+
+/// Computes output plane `i` (every channel) row by row.
+#[inline(always)]
+fn plane_body<T: Voxel, W: Real>(
+    job: &RowJob<'_, T>,
+    i: usize,
+    nj: usize,
+    scratch: &mut RowScratch<W>,
+    planes: &mut [&mut [T]],
+) {
+    let nk = scratch.offsets.len();
+    let (source, fill, vector) = (job.source, job.fill, job.vector);
+    for j in 0..nj {
+        row_coordinates(job.plan, i, j, &mut scratch.x);
+        match job.mode {
+            RowMode::Nearest => nearest_row(source, fill, scratch, planes, j * nk, vector),
+            RowMode::Linear => linear_row(source, fill, scratch, planes, j * nk, vector),
+        }
+    }
+}
+
+/// [`plane_body`] compiled with AVX2 and FMA available (wider vectors for the
+/// coordinate and tap arithmetic; no fused operations are introduced).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn plane_body_avx2<T: Voxel, W: Real>(
+    job: &RowJob<'_, T>,
+    i: usize,
+    nj: usize,
+    scratch: &mut RowScratch<W>,
+    planes: &mut [&mut [T]],
+) {
+    plane_body(job, i, nj, scratch, planes)
+}
+
+/// Nearest or trilinear resampling, row by row: the input coordinates of a
+/// row are computed once (incrementally for affine chains), turned into taps
+/// (offsets and weights) once, and every channel is gathered from them; runs
+/// of eight interior points go through the vector kernels where they apply
+/// and `allow_vector` is set (tests clear it to check them against the
+/// scalar kernels).
+pub(super) fn run_rows<T: Voxel, W: Real>(
+    mode: RowMode,
+    source: &Source<'_, T>,
+    fill: &[T],
+    plan: &Plan<'_>,
+    output: &mut Array4<T>,
+    allow_vector: bool,
+) -> Result<()> {
+    let (c, _, nj, nk) = output.dim();
+    let Some(buffer) = output.as_slice_mut() else {
+        return Err(Error::Shape(
+            "freshly allocated output is not contiguous".into(),
+        ));
+    };
+    #[cfg(target_arch = "x86_64")]
+    let (wide, vector) = {
+        let wide = simd::available();
+        let typed = mode == RowMode::Nearest || T::as_f32(source.data).is_some();
+        (
+            wide,
+            allow_vector && wide && typed && simd::fits(source.dims),
+        )
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let vector = {
+        let _ = allow_vector;
+        false
+    };
+    let job = RowJob {
+        mode,
+        source,
+        fill,
+        plan,
+        vector,
+    };
+    split_planes(buffer, c, nj * nk)
+        .into_par_iter()
+        .enumerate()
+        .for_each_init(
+            || RowScratch::<W>::new(nk),
+            |scratch, (i, mut planes)| {
+                #[cfg(target_arch = "x86_64")]
+                if wide {
+                    // SAFETY: the CPU supports every feature the function is compiled for.
+                    unsafe { plane_body_avx2(&job, i, nj, scratch, &mut planes) };
+                    return;
+                }
+                plane_body(&job, i, nj, scratch, &mut planes);
+            },
+        );
+    Ok(())
+}

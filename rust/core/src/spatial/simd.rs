@@ -1,0 +1,238 @@
+//! AVX2 kernels for resampling rows (x86-64), eight output voxels per step.
+//!
+//! A step is taken only when all eight input coordinates lie in the interior
+//! (inside the volume and, for trilinear taps, below its last voxel), where no
+//! clamping and no fill are needed; the kernels report which steps they took
+//! in `done`, and the scalar row kernels of `rows` do the rest.
+//!
+//! Each operation mirrors the scalar path one for one (truncation of
+//! non-negative coordinates, `f64` differences rounded once to `f32`, the
+//! snapped nearest rounding, `a + (b - a) w` without fused multiply-adds), so
+//! results are bit-identical to it and do not depend on the CPU.
+
+use std::arch::x86_64::*;
+
+/// Voxels per vector step.
+pub const LANES: usize = 8;
+
+/// Whether this CPU runs the kernels of this module.
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+/// Whether a volume of `dims` suits the `i32` lanes: its offsets fit, and so
+/// do the snapped coordinates `x 2^20` of nearest rounding.
+pub fn fits(dims: [usize; 3]) -> bool {
+    dims.iter().product::<usize>() < i32::MAX as usize && dims.iter().all(|&n| n < 2048)
+}
+
+/// The input volume's axes as the kernels see them.
+#[derive(Clone, Copy)]
+pub struct Geometry {
+    /// Input `(I, J, K)`.
+    pub dims: [usize; 3],
+    /// Neighbour strides `(di, dj, dk)`, zero along flat axes.
+    pub strides: [usize; 3],
+}
+
+/// Offsets `(i nj + j) nk + k` of eight voxels.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn offsets(index: [__m256i; 3], dims: [usize; 3]) -> __m256i {
+    let nj = _mm256_set1_epi32(dims[1] as i32);
+    let nk = _mm256_set1_epi32(dims[2] as i32);
+    let plane = _mm256_add_epi32(_mm256_mullo_epi32(index[0], nj), index[1]);
+    _mm256_add_epi32(_mm256_mullo_epi32(plane, nk), index[2])
+}
+
+/// Lane mask (all bits) of `low <= x < high`, false for NaN.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn within(x: __m256d, low: __m256d, high: __m256d) -> __m256d {
+    _mm256_and_pd(
+        _mm256_cmp_pd::<_CMP_GE_OQ>(x, low),
+        _mm256_cmp_pd::<_CMP_LT_OQ>(x, high),
+    )
+}
+
+/// Eight coordinates `x[at..at + 8]` as two vectors.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn load8(x: &[f64], at: usize) -> (__m256d, __m256d) {
+    let x = &x[at..at + LANES];
+    // SAFETY: the slice holds the eight values read.
+    unsafe {
+        (
+            _mm256_loadu_pd(x.as_ptr()),
+            _mm256_loadu_pd(x.as_ptr().add(4)),
+        )
+    }
+}
+
+/// Trilinear taps of one axis for eight coordinates: the lower neighbours as
+/// `i32` lanes, the weights of the upper ones rounded to `f32`, and whether
+/// every coordinate is interior (`0 <= x < n - 1`; flat axes: index 0, weight 0).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn linear_axis(x: &[f64], at: usize, n: usize) -> (__m256i, __m256, bool) {
+    if n == 1 {
+        return (_mm256_setzero_si256(), _mm256_setzero_ps(), true);
+    }
+    let (lo, hi) = load8(x, at);
+    let (zero, last) = (_mm256_setzero_pd(), _mm256_set1_pd((n - 1) as f64));
+    let ok = _mm256_movemask_pd(_mm256_and_pd(
+        within(lo, zero, last),
+        within(hi, zero, last),
+    ));
+    // Non-negative: truncation is the floor.
+    let (ilo, ihi) = (_mm256_cvttpd_epi32(lo), _mm256_cvttpd_epi32(hi));
+    let wlo = _mm256_cvtpd_ps(_mm256_sub_pd(lo, _mm256_cvtepi32_pd(ilo)));
+    let whi = _mm256_cvtpd_ps(_mm256_sub_pd(hi, _mm256_cvtepi32_pd(ihi)));
+    (
+        _mm256_set_m128i(ihi, ilo),
+        _mm256_set_m128(whi, wlo),
+        ok == 0b1111,
+    )
+}
+
+/// `a + (b - a) w` lane by lane.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn lerp(a: __m256, b: __m256, w: __m256) -> __m256 {
+    _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), w))
+}
+
+/// Linear interpolation between the voxels at `offset` and `offset + dk`.
+///
+/// # Safety
+/// Every lane of `offset` and `offset + dk` must index into the buffer at `base`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn lerp_pair(base: *const f32, offset: __m256i, dk: __m256i, w: __m256) -> __m256 {
+    // SAFETY: the caller guarantees both offsets are in bounds.
+    let (a, b) = unsafe {
+        (
+            _mm256_i32gather_ps::<4>(base, offset),
+            _mm256_i32gather_ps::<4>(base, _mm256_add_epi32(offset, dk)),
+        )
+    };
+    lerp(a, b, w)
+}
+
+/// Trilinear interpolation of one `f32` channel along a row.
+///
+/// For each step of [`LANES`] points whose coordinates are all interior,
+/// writes `out` and sets `done`; other steps and the tail get `done = false`
+/// and are left to the caller.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA, `geometry.dims` must pass [`fits`] and
+/// describe `data`, and `x`, `out` and `done` must have the same length.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn linear_f32(
+    data: &[f32],
+    x: [&[f64]; 3],
+    geometry: &Geometry,
+    out: &mut [f32],
+    done: &mut [bool],
+) {
+    let [ni, nj, nk] = geometry.dims;
+    let [di, dj, dk] = geometry.strides.map(|s| _mm256_set1_epi32(s as i32));
+    let base = data.as_ptr();
+    let n = out.len();
+    if data.len() < ni * nj * nk || x.iter().any(|axis| axis.len() < n) || done.len() < n {
+        done.fill(false);
+        return;
+    }
+    let mut at = 0;
+    while at + LANES <= n {
+        let (i, wa, oi) = linear_axis(x[0], at, ni);
+        let (j, wb, oj) = linear_axis(x[1], at, nj);
+        let (k, wc, ok) = linear_axis(x[2], at, nk);
+        let interior = oi && oj && ok;
+        if interior {
+            let o = offsets([i, j, k], geometry.dims);
+            let (o_j, o_i) = (_mm256_add_epi32(o, dj), _mm256_add_epi32(o, di));
+            let o_ij = _mm256_add_epi32(o_i, dj);
+            // SAFETY: interior points have every neighbour inside the volume
+            // `data` holds (`0 <= i <= n - 2` on each active axis).
+            let (c00, c01, c10, c11) = unsafe {
+                (
+                    lerp_pair(base, o, dk, wc),
+                    lerp_pair(base, o_j, dk, wc),
+                    lerp_pair(base, o_i, dk, wc),
+                    lerp_pair(base, o_ij, dk, wc),
+                )
+            };
+            let value = lerp(lerp(c00, c01, wb), lerp(c10, c11, wb), wa);
+            let row = &mut out[at..at + LANES];
+            // SAFETY: the slice holds the eight values written.
+            unsafe { _mm256_storeu_ps(row.as_mut_ptr(), value) };
+        }
+        done[at..at + LANES].fill(interior);
+        at += LANES;
+    }
+    done[at..].fill(false);
+}
+
+/// Snapped nearest indices of one axis for eight coordinates
+/// (`trunc(x 2^20 + 2^19 + 1/2) >> 20`, index 0 on flat axes) and whether
+/// every coordinate is inside (`0 <= x 2^20 + 2^19 + 1/2 < n 2^20`).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn nearest_axis(x: &[f64], at: usize, n: usize, scale: f64, bias: f64) -> (__m256i, bool) {
+    if n == 1 {
+        return (_mm256_setzero_si256(), true);
+    }
+    let (zero, limit) = (_mm256_setzero_pd(), _mm256_set1_pd(n as f64 * scale));
+    let (scale, bias) = (_mm256_set1_pd(scale), _mm256_set1_pd(bias));
+    let (lo, hi) = load8(x, at);
+    let lo = _mm256_add_pd(_mm256_mul_pd(lo, scale), bias);
+    let hi = _mm256_add_pd(_mm256_mul_pd(hi, scale), bias);
+    let ok = _mm256_movemask_pd(_mm256_and_pd(
+        within(lo, zero, limit),
+        within(hi, zero, limit),
+    ));
+    let both = _mm256_set_m128i(_mm256_cvttpd_epi32(hi), _mm256_cvttpd_epi32(lo));
+    (_mm256_srli_epi32::<20>(both), ok == 0b1111)
+}
+
+/// Nearest-neighbour taps along a row: input offsets and validity.
+///
+/// For each step of [`LANES`] inside points, writes `offsets`, sets `valid`
+/// and `done`; other steps and the tail get `done = false`.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA, `dims` must pass [`fits`], and `x`,
+/// `offsets`, `valid` and `done` must have the same length.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn nearest_taps(
+    x: [&[f64]; 3],
+    dims: [usize; 3],
+    scale: f64,
+    bias: f64,
+    offsets_out: &mut [usize],
+    valid: &mut [bool],
+    done: &mut [bool],
+) {
+    let n = offsets_out.len();
+    let mut at = 0;
+    let mut lanes = [0u32; LANES];
+    while at + LANES <= n {
+        let (i, oi) = nearest_axis(x[0], at, dims[0], scale, bias);
+        let (j, oj) = nearest_axis(x[1], at, dims[1], scale, bias);
+        let (k, ok) = nearest_axis(x[2], at, dims[2], scale, bias);
+        let inside = oi && oj && ok;
+        if inside {
+            // SAFETY: `lanes` holds the eight values written.
+            unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), offsets([i, j, k], dims)) };
+            for (offset, &lane) in offsets_out[at..at + LANES].iter_mut().zip(&lanes) {
+                *offset = lane as usize;
+            }
+            valid[at..at + LANES].fill(true);
+        }
+        done[at..at + LANES].fill(inside);
+        at += LANES;
+    }
+    done[at..].fill(false);
+}
