@@ -248,6 +248,7 @@ fn linear_row<T: Voxel, W: Real>(
     planes: &mut [&mut [T]],
     start: usize,
     vector: bool,
+    prefetch: isize,
 ) {
     let [_, nj, nk] = source.dims;
     let n = scratch.offsets.len();
@@ -261,6 +262,7 @@ fn linear_row<T: Voxel, W: Real>(
         let geometry = simd::Geometry {
             dims: source.dims,
             strides: [di, dj, dk],
+            prefetch,
         };
         let [x0, x1, x2] = &scratch.x;
         for (plane, data) in planes
@@ -354,6 +356,27 @@ struct RowJob<'a, T> {
     /// The vector kernels of `simd` apply: AVX2 is present, the volume fits
     /// their `i32` lanes, and (for trilinear rows) the voxels are `f32`.
     vector: bool,
+    /// Voxel distance between the input taps of row `j` and row `j + ROWS_AHEAD`.
+    prefetch: isize,
+}
+
+/// How many rows ahead the vector kernel prefetches.
+const ROWS_AHEAD: f64 = 2.0;
+
+/// Voxel distance between the input taps of output rows `j` and
+/// `j + ROWS_AHEAD` of an affine-only plan (0 for plans with fields).
+fn prefetch_distance(plan: &Plan<'_>, dims: [usize; 3]) -> isize {
+    if !plan.fields.is_empty() {
+        return 0;
+    }
+    let step = affine::column(&plan.head, 1);
+    let strides = [(dims[1] * dims[2]) as f64, dims[2] as f64, 1.0];
+    let distance: f64 = (0..3).map(|d| ROWS_AHEAD * step[d] * strides[d]).sum();
+    if distance.is_finite() {
+        distance.round() as isize
+    } else {
+        0
+    }
 }
 
 /// Computes output plane `i` (every channel) row by row.
@@ -371,7 +394,9 @@ fn plane_body<T: Voxel, W: Real>(
         row_coordinates(job.plan, i, j, &mut scratch.x);
         match job.mode {
             RowMode::Nearest => nearest_row(source, fill, scratch, planes, j * nk, vector),
-            RowMode::Linear => linear_row(source, fill, scratch, planes, j * nk, vector),
+            RowMode::Linear => {
+                linear_row(source, fill, scratch, planes, j * nk, vector, job.prefetch)
+            }
         }
     }
 }
@@ -430,6 +455,7 @@ pub(super) fn run_rows<T: Voxel, W: Real>(
         fill,
         plan,
         vector,
+        prefetch: prefetch_distance(plan, source.dims),
     };
     split_planes(buffer, c, nj * nk)
         .into_par_iter()

@@ -33,6 +33,9 @@ pub struct Geometry {
     pub dims: [usize; 3],
     /// Neighbour strides `(di, dj, dk)`, zero along flat axes.
     pub strides: [usize; 3],
+    /// How far (in voxels) the taps of the row computed a few rows later lie
+    /// from this row's, or 0 when unknown: lets the kernel prefetch them.
+    pub prefetch: isize,
 }
 
 /// Offsets `(i nj + j) nk + k` of eight voxels.
@@ -119,6 +122,28 @@ unsafe fn lerp_pair(base: *const f32, offset: __m256i, dk: __m256i, w: __m256) -
     lerp(a, b, w)
 }
 
+/// Asks for the cache lines a later row will read: those `ahead` voxels past
+/// the first and last lanes of `offset`, in both planes of the taps.
+///
+/// Rows tilted through input planes (a rotation about J) read short pieces of
+/// many planes, which the hardware prefetchers do not follow.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn prefetch_rows(base: *const f32, offset: __m256i, di: usize, ahead: isize) {
+    let first = _mm256_extract_epi32::<0>(offset) as isize + ahead;
+    let last = _mm256_extract_epi32::<7>(offset) as isize + ahead;
+    for at in [first, last, first + di as isize, last + di as isize] {
+        // A prefetch is a hint that never faults, and `wrapping_offset` forms
+        // the address without claiming that it lies in the buffer. (Older
+        // compilers declare the intrinsic unsafe; newer ones call it safe.)
+        #[allow(unused_unsafe)]
+        // SAFETY: see above; nothing is read or written.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(base.wrapping_offset(at).cast())
+        };
+    }
+}
+
 /// Trilinear interpolation of one `f32` channel along a row.
 ///
 /// For each step of [`LANES`] points whose coordinates are all interior,
@@ -154,6 +179,9 @@ pub unsafe fn linear_f32(
             let o = offsets([i, j, k], geometry.dims);
             let (o_j, o_i) = (_mm256_add_epi32(o, dj), _mm256_add_epi32(o, di));
             let o_ij = _mm256_add_epi32(o_i, dj);
+            if geometry.prefetch != 0 {
+                prefetch_rows(base, o, geometry.strides[0], geometry.prefetch);
+            }
             // SAFETY: interior points have every neighbour inside the volume
             // `data` holds (`0 <= i <= n - 2` on each active axis).
             let (c00, c01, c10, c11) = unsafe {
