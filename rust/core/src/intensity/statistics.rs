@@ -269,20 +269,22 @@ const WHOLE_BUCKETS: usize = 1 << 16;
 const BUCKET_CHUNK: usize = 1 << 16;
 
 /// The values of rank `wanted` (sorted, unique) in `values` (NaN-free, with
-/// the given finite `min` and `max`), reordering `values` in place.
+/// the given finite `min` and `max`); `values` is only read.
 ///
 /// Large inputs are bucketed by value with a monotone map, so one counting
 /// pass finds the bucket of each rank and one gathering pass copies those few
 /// buckets; selection then runs on the gathered values only.
 fn select_ranks<T: Voxel>(
-    values: &mut [T],
+    values: &[T],
     wanted: &[usize],
     (min, max): (f64, f64),
     threshold: usize,
 ) -> Vec<(usize, T)> {
     let scale = BUCKETS as f64 / (max - min);
     if values.len() < threshold || max <= min || !scale.is_finite() || !(max - min).is_finite() {
-        // Successive selections: after placing index `w`, later ranks lie right of it.
+        // Successive selections on a copy (small, or a degenerate range):
+        // after placing index `w`, later ranks lie right of it.
+        let mut values = values.to_vec();
         let mut selected = Vec::with_capacity(wanted.len());
         let mut low = 0usize;
         for &w in wanted {
@@ -309,13 +311,12 @@ fn select_ranks<T: Voxel>(
         .fold(
             || Tally::<T>::new(buckets_len),
             |mut tally, chunk| {
-                for &v in chunk {
-                    tally.add(bucket(v), v);
-                }
+                tally.add_all(chunk, bucket);
                 tally
             },
         )
-        .reduce(|| Tally::<T>::new(buckets_len), Tally::merge);
+        .reduce(|| Tally::<T>::new(buckets_len), Tally::merge)
+        .finish();
     let counts = &tally.counts;
     // Bucket and rank within the bucket of every wanted rank; a bucket whose
     // smallest and largest values are equal answers its ranks directly.
@@ -374,8 +375,13 @@ fn select_ranks<T: Voxel>(
     selected
 }
 
+/// Independent sub-tallies per bucket: runs of equal values (a background of
+/// zeros) would otherwise chain every update of a bucket on the previous one.
+const TALLY_LANES: usize = 4;
+
 /// Per-bucket counts with the smallest and largest value seen in each bucket
-/// (both `T::default()` while a bucket is empty; empty buckets never hold a rank).
+/// (`T::MAX` and `T::MIN` while a bucket is empty; empty buckets never hold a
+/// rank), kept in [`TALLY_LANES`] interleaved copies until [`Tally::finish`].
 struct Tally<T> {
     counts: Vec<usize>,
     lows: Vec<T>,
@@ -384,55 +390,78 @@ struct Tally<T> {
 
 impl<T: Voxel> Tally<T> {
     fn new(len: usize) -> Self {
+        let slots = len * TALLY_LANES;
         Self {
-            counts: vec![0; len],
-            lows: vec![T::default(); len],
-            highs: vec![T::default(); len],
+            counts: vec![0; slots],
+            lows: vec![T::MAX; slots],
+            highs: vec![T::MIN; slots],
         }
     }
 
+    /// Counts `values`, value `n` in lane `n % TALLY_LANES` of its bucket.
     #[inline]
-    fn add(&mut self, bucket: usize, v: T) {
-        let count = &mut self.counts[bucket];
-        if *count == 0 {
-            self.lows[bucket] = v;
-            self.highs[bucket] = v;
-        } else if v < self.lows[bucket] {
-            self.lows[bucket] = v;
-        } else if v > self.highs[bucket] {
-            self.highs[bucket] = v;
+    fn add_all(&mut self, values: &[T], bucket: impl Fn(T) -> usize) {
+        let mut groups = values.chunks_exact(TALLY_LANES);
+        for group in &mut groups {
+            for (lane, &v) in group.iter().enumerate() {
+                self.add(bucket(v) * TALLY_LANES + lane, v);
+            }
         }
-        *count += 1;
+        for &v in groups.remainder() {
+            self.add(bucket(v) * TALLY_LANES, v);
+        }
+    }
+
+    #[inline(always)]
+    fn add(&mut self, slot: usize, v: T) {
+        self.counts[slot] += 1;
+        let (low, high) = (&mut self.lows[slot], &mut self.highs[slot]);
+        // Selects, not branches: the comparisons depend on the data.
+        *low = if v < *low { v } else { *low };
+        *high = if v > *high { v } else { *high };
     }
 
     fn merge(mut self, other: Self) -> Self {
-        for (b, &count) in other.counts.iter().enumerate() {
-            if count == 0 {
-                continue;
+        for (slot, &count) in other.counts.iter().enumerate() {
+            self.counts[slot] += count;
+            if other.lows[slot] < self.lows[slot] {
+                self.lows[slot] = other.lows[slot];
             }
-            if self.counts[b] == 0 {
-                self.lows[b] = other.lows[b];
-                self.highs[b] = other.highs[b];
-            } else {
-                if other.lows[b] < self.lows[b] {
-                    self.lows[b] = other.lows[b];
-                }
-                if other.highs[b] > self.highs[b] {
-                    self.highs[b] = other.highs[b];
-                }
+            if other.highs[slot] > self.highs[slot] {
+                self.highs[slot] = other.highs[slot];
             }
-            self.counts[b] += count;
         }
         self
     }
+
+    /// Folds the lanes of every bucket into one (`len` buckets).
+    fn finish(self) -> Self {
+        let buckets = self.counts.len() / TALLY_LANES;
+        let mut done = Self {
+            counts: vec![0; buckets],
+            lows: vec![T::MAX; buckets],
+            highs: vec![T::MIN; buckets],
+        };
+        for slot in 0..self.counts.len() {
+            let b = slot / TALLY_LANES;
+            done.counts[b] += self.counts[slot];
+            if self.lows[slot] < done.lows[b] {
+                done.lows[b] = self.lows[slot];
+            }
+            if self.highs[slot] > done.highs[b] {
+                done.highs[b] = self.highs[slot];
+            }
+        }
+        done
+    }
 }
 
-fn percentiles_of<T: Voxel>(values: &mut [T], fractions: &[f64], range: (f64, f64)) -> Vec<f64> {
+fn percentiles_of<T: Voxel>(values: &[T], fractions: &[f64], range: (f64, f64)) -> Vec<f64> {
     percentiles_with_threshold(values, fractions, range, BUCKET_THRESHOLD)
 }
 
 fn percentiles_with_threshold<T: Voxel>(
-    values: &mut [T],
+    values: &[T],
     fractions: &[f64],
     range: (f64, f64),
     threshold: usize,
@@ -671,8 +700,10 @@ pub fn statistics<T: Voxel, M: MaskElement>(
         })
     };
 
-    // Masked values are copied, channel after channel, when percentiles are needed.
-    let need_copy = !request.percentiles.is_empty();
+    // Masked values are copied, channel after channel, when percentiles are
+    // needed; without a mask the percentiles read the volume itself.
+    let need_percentiles = !request.percentiles.is_empty();
+    let need_copy = need_percentiles && mask_data.is_some();
     let mut copy: Vec<T> = Vec::new();
     let mut plane_counts: Vec<usize> = vec![0; planes];
     if need_copy {
@@ -734,15 +765,21 @@ pub fn statistics<T: Voxel, M: MaskElement>(
         channel_moments.iter().map(Moments::summary).collect();
     let mut total = total_moments.summary();
 
-    if need_copy {
+    if need_percentiles {
         let fractions: Vec<f64> = request.percentiles.iter().map(|q| q / 100.0).collect();
         let nan_row = vec![f64::NAN; fractions.len()];
-        // Split the copy into channel segments and select within each.
-        let mut segments: Vec<&mut [T]> = Vec::with_capacity(channels);
-        let mut rest: &mut [T] = &mut copy;
+        // The selected values: the masked copy, or the whole volume.
+        let values: &[T] = if need_copy { &copy } else { data };
+        // Split them into channel segments and select within each.
+        let mut segments: Vec<&[T]> = Vec::with_capacity(channels);
+        let mut rest: &[T] = values;
         for c in 0..channels {
-            let len: usize = plane_counts[c * ni..(c + 1) * ni].iter().sum();
-            let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            let len: usize = if need_copy {
+                plane_counts[c * ni..(c + 1) * ni].iter().sum()
+            } else {
+                ni * plane_len
+            };
+            let (head, tail) = rest.split_at(len);
             segments.push(head);
             rest = tail;
         }
@@ -762,7 +799,7 @@ pub fn statistics<T: Voxel, M: MaskElement>(
         } else if total.has_nan {
             nan_row.clone()
         } else {
-            percentiles_of(&mut copy, &fractions, (total.min, total.max))
+            percentiles_of(values, &fractions, (total.min, total.max))
         };
         for (summary, values) in channel_summaries.iter_mut().zip(per_channel) {
             summary.percentiles = values;
@@ -987,10 +1024,9 @@ mod tests {
             }
             // The bucketed selection (forced with threshold 0) gives the same values.
             let fractions: Vec<f64> = qs.iter().map(|q| q / 100.0).collect();
-            let mut copy = flat.clone();
             let range = (stats.total.min, stats.total.max);
             prop_assert_eq!(
-                percentiles_with_threshold(&mut copy, &fractions, range, 0),
+                percentiles_with_threshold(&flat, &fractions, range, 0),
                 stats.total.percentiles.clone()
             );
         }
@@ -1015,8 +1051,8 @@ mod tests {
             let floats_f64: Vec<f64> = floats.iter().map(|&v| f64::from(v)).collect();
             let range = |v: &[f64]| (v.iter().copied().fold(f64::INFINITY, f64::min),
                                      v.iter().copied().fold(f64::NEG_INFINITY, f64::max));
-            let got_bytes = percentiles_with_threshold(&mut bytes.clone(), &fractions, range(&bytes_f64), 0);
-            let got_floats = percentiles_with_threshold(&mut floats.clone(), &fractions, range(&floats_f64), 0);
+            let got_bytes = percentiles_with_threshold(&bytes, &fractions, range(&bytes_f64), 0);
+            let got_floats = percentiles_with_threshold(&floats, &fractions, range(&floats_f64), 0);
             for (i, q) in qs.iter().enumerate() {
                 prop_assert_eq!(got_bytes[i], sorted_percentile(&bytes_f64, *q));
                 prop_assert_eq!(got_floats[i], sorted_percentile(&floats_f64, *q));
