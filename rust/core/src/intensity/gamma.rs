@@ -104,12 +104,28 @@ fn power_slice_body<T: Voxel>(
     for (o, &v) in out.iter_mut().zip(input) {
         let x = v.to_f64() as f32;
         if !fast_domain(x, g) || (!has_negative && x < 0.0) {
-            *o = if invert {
-                x * power(x, exponent, has_negative)
-            } else {
-                power(x, exponent, has_negative)
-            };
+            // The common case, a background of +0 with a positive exponent:
+            // powf(+0, g > 0) is +0, and so are sign(+0) * 0 and +0 * 0.
+            if x.to_bits() == 0 && exponent > 0.0 {
+                *o = 0.0;
+                continue;
+            }
+            *o = exact_power(x, exponent, has_negative, invert);
         }
+    }
+}
+
+/// [`power`] (or its inverse form) for one voxel outside the fast domain.
+///
+/// Never inlined: `powf` is a speculatable intrinsic to LLVM, which would
+/// otherwise vectorise the recomputation loop by calling it for every voxel
+/// and selecting, doubling the cost of the whole transform.
+#[inline(never)]
+fn exact_power(x: f32, exponent: f32, has_negative: bool, invert: bool) -> f32 {
+    if invert {
+        x * power(x, exponent, has_negative)
+    } else {
+        power(x, exponent, has_negative)
     }
 }
 
@@ -190,19 +206,21 @@ pub fn gamma<T: Voxel>(
         .zip(out.chunks_mut(ni * plane_len))
         .zip(gammas)
     {
-        // torch.min propagates NaN, and `NaN < 0` is false.
+        // torch.min propagates NaN, and `NaN < 0` is false. Selects and a
+        // NaN flag rather than branches, so the fold vectorises.
         let min = channel
             .axis_iter(Axis(0))
             .into_par_iter()
             .map(|plane| {
-                plane.iter().fold(f32::INFINITY, |m, &v| {
+                let (min, nan) = plane.iter().fold((f32::INFINITY, false), |(m, nan), &v| {
                     let v = v.to_f64() as f32;
-                    if v.is_nan() || m.is_nan() {
-                        f32::NAN
-                    } else {
-                        m.min(v)
-                    }
-                })
+                    (if v < m { v } else { m }, nan | v.is_nan())
+                });
+                if nan {
+                    f32::NAN
+                } else {
+                    min
+                }
             })
             .reduce(
                 || f32::INFINITY,
