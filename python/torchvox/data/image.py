@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk  # noqa: N813
 import torch
 
+from .._backend import clone
 from ..constants import AFFINE, DATA, INTENSITY, LABEL, PATH, STEM, TYPE
 from ..types import (
     TypeAffineMatrix,
@@ -172,6 +173,21 @@ class Image(dict[str, object]):
         if copy:
             array = array.copy()
         return array
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Image:
+        # Python's default deep copy, except that the voxel tensor is copied with
+        # the fast native/NumPy copy instead of torch's (see _backend.clone). A
+        # tensor already in ``memo`` (shared on purpose by the caller) is kept.
+        data = dict.get(self, DATA)
+        if type(data) is torch.Tensor and id(data) not in memo:
+            memo[id(data)] = clone(data)
+        cls = type(self)
+        new = cls.__new__(cls)
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        for key, value in dict.items(self):
+            dict.__setitem__(new, key, copy.deepcopy(value, memo))
+        return new
 
     def __copy__(self) -> Image:
         metadata = {key: value for key, value in self.items() if key not in PROTECTED_KEYS}
@@ -740,7 +756,7 @@ class Image(dict[str, object]):
             starts[dim] = start
             stops[dim] = max(stop, start)
         (i0, j0, k0), (i1, j1, k1) = starts, stops
-        data = self.data[:, i0:i1, j0:j1, k0:k1].clone()
+        data = clone(self.data[:, i0:i1, j0:j1, k0:k1])
         affine = self.affine.copy()
         affine[:3, 3] = _apply_affine(affine, starts)
         metadata = {key: value for key, value in self.items() if key not in PROTECTED_KEYS}

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import numpy as np
 import torch
 
+from .._backend import clone
 from .data_parser import DataParser
 from .interpolation import get_sitk_interpolator as _get_sitk_interpolator
 from .interpolation import parse_interpolation as _parse_interpolation
@@ -131,7 +132,7 @@ def _unshare(data: Any, pointers: set[int]) -> None:
             and value.numel()
             and _storage_pointer(value) in pointers
         ):
-            image.set_data(value.clone(memory_format=torch.contiguous_format))
+            image.set_data(clone(value))
 
 
 def _is_sequence_of_strings(value: object) -> bool:

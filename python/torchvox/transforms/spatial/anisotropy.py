@@ -28,6 +28,9 @@ class RandomAnisotropy(RandomTransform):
     The history records the two :class:`~torchvox.transforms.Resample` steps.
     """
 
+    # Both steps are Resamples, which only store new tensors.
+    _replaces_data = True
+
     def __init__(
         self,
         axes: int | tuple[int, ...] = (0, 1, 2),
