@@ -193,3 +193,16 @@ def test_mismatched_subject_raises() -> None:
     )
     with pytest.raises(RuntimeError):
         tio.Affine(1, 10, 0)(subject)
+
+
+def test_channel_minima_for_every_kind_of_tensor() -> None:
+    from torchvox.transforms.spatial.affine import channel_minima
+
+    values = torch.tensor([[3.0, -2.0, 5.0], [7.0, 1.0, float("nan")]]).reshape(2, 3, 1, 1)
+    minima = channel_minima(values)
+    assert minima[0] == -2.0
+    assert np.isnan(minima[1])
+    # Tensors NumPy cannot view take torch's path with the same answer.
+    assert channel_minima(values[:1].to(torch.bfloat16)) == [-2.0]
+    assert channel_minima(values[:1].clone().requires_grad_()) == [-2.0]
+    assert channel_minima(torch.tensor([4, 9], dtype=torch.int16).reshape(1, 2, 1, 1)) == [4.0]

@@ -28,6 +28,7 @@ from ...data.subject import Subject
 from ..fusion import resample_or_defer
 from ..random_transform import RandomTransform
 from ..spatial_transform import SpatialTransform
+from .affine import channel_minima
 
 __all__ = [
     "ElasticDeformation",
@@ -144,11 +145,6 @@ def elastic_field(
     if invert:
         field = native().invert_field(field, np.asarray(affine, dtype=np.float64))
     return np.asarray(field)
-
-
-def channel_minima(tensor: torch.Tensor) -> list[float]:
-    """Per-channel minimum (TorchIO's fill value for elastic deformations)."""
-    return [float(channel.min()) for channel in tensor]
 
 
 def _parse_control_points(control_points: Any) -> np.ndarray:
