@@ -13,7 +13,7 @@
 //!
 //! Evaluation is separable: per axis, every voxel index has 4 weights and a
 //! start index; the tensor product is contracted one axis at a time (K, then
-//! J, then I), so the cost is about 12 multiply-adds per output voxel and component.
+//! I, then J), so the cost is about 12 multiply-adds per output voxel and component.
 
 use ndarray::{Array4, ArrayView4};
 use rayon::prelude::*;
@@ -97,53 +97,53 @@ pub fn bspline_field(coefficients: ArrayView4<'_, f64>, shape: [usize; 3]) -> Re
             }
         }
     }
-    // Stage 2, along J: t2[a][d][j][k] = sum_b w_j[b] * t1[a][start_j + b][d][k].
+    // Stages 2 and 3, one task per output I plane of the 3 components. Along I:
+    // row[b][d][k] = sum_a w_i[a] * t1[start_i + a][b][d][k], a few kilobytes that
+    // stay in L1; then along J, straight into the output rows. Contracting I
+    // before J keeps every intermediate per plane, so the only large memory
+    // traffic is writing the field itself.
     let plane = nj * nk;
-    let mut t2 = vec![0.0f64; n0 * 3 * plane];
-    t2.par_chunks_mut(3 * plane)
-        .enumerate()
-        .for_each(|(a, block)| {
-            for d in 0..3 {
-                for j in 0..nj {
-                    let out = &mut block[d * plane + j * nk..][..nk];
-                    let Some((start, w)) = support_j[j] else {
-                        continue;
-                    };
-                    for (b, &weight) in w.iter().enumerate() {
-                        let src = &t1[((a * n1 + start + b) * 3 + d) * nk..][..nk];
-                        out.iter_mut().zip(src).for_each(|(o, &s)| *o += weight * s);
-                    }
-                }
-            }
-        });
-    // Stage 3, along I, one task per output I plane of the 3 components.
     let mut field = Array4::<f32>::zeros((3, ni, nj, nk));
     let Some(buffer) = field.as_slice_mut() else {
         return Err(Error::Shape(
             "freshly allocated output is not contiguous".into(),
         ));
     };
+    let block = n1 * 3 * nk;
     split_planes(buffer, 3, plane)
         .into_par_iter()
         .enumerate()
         .for_each_init(
-            || vec![0.0f64; plane],
-            |accumulator, (i, mut planes)| {
-                let Some((start, w)) = support_i[i] else {
+            || (vec![0.0f64; block], vec![0.0f64; nk]),
+            |(rows, accumulator), (i, mut planes)| {
+                let Some((start_i, w_i)) = support_i[i] else {
                     return;
                 };
+                rows.iter_mut().for_each(|v| *v = 0.0);
+                for (a, &weight) in w_i.iter().enumerate() {
+                    let src = &t1[(start_i + a) * block..][..block];
+                    rows.iter_mut()
+                        .zip(src)
+                        .for_each(|(o, &s)| *o += weight * s);
+                }
                 for (d, out) in planes.iter_mut().enumerate() {
-                    accumulator.iter_mut().for_each(|v| *v = 0.0);
-                    for (a, &weight) in w.iter().enumerate() {
-                        let src = &t2[((start + a) * 3 + d) * plane..][..plane];
-                        accumulator
+                    for (j, out_row) in out.chunks_mut(nk).enumerate() {
+                        let Some((start_j, w_j)) = support_j[j] else {
+                            continue;
+                        };
+                        accumulator.iter_mut().for_each(|v| *v = 0.0);
+                        for (b, &weight) in w_j.iter().enumerate() {
+                            let src = &rows[((start_j + b) * 3 + d) * nk..][..nk];
+                            accumulator
+                                .iter_mut()
+                                .zip(src)
+                                .for_each(|(o, &s)| *o += weight * s);
+                        }
+                        out_row
                             .iter_mut()
-                            .zip(src)
-                            .for_each(|(o, &s)| *o += weight * s);
+                            .zip(accumulator.iter())
+                            .for_each(|(o, &s)| *o = s as f32);
                     }
-                    out.iter_mut()
-                        .zip(accumulator.iter())
-                        .for_each(|(o, &s)| *o = s as f32);
                 }
             },
         );
