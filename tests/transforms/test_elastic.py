@@ -171,6 +171,28 @@ def test_affine_elastic_matches_torchio(affine_first: bool) -> None:
     assert ours.l.data.dtype == torch.int16
 
 
+def test_affine_elastic_evaluates_one_field_per_grid(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    original = tio.ElasticDeformation.get_field
+
+    def counting(self, image):
+        calls.append(image.spatial_shape)
+        return original(self, image)
+
+    monkeypatch.setattr(tio.ElasticDeformation, "get_field", counting)
+    control_points = np.random.default_rng(3).uniform(-2, 2, (5, 5, 5, 3))
+    _, subject = both(np.eye(4))
+    subject.add_image(tio.ScalarImage(tensor=subject.t.data * 2), "twice")
+    out = tio.AffineElasticDeformation(
+        True,
+        {"scales": (1, 1, 1), "degrees": (0, 0, 10), "translation": (0, 0, 0)},
+        {"control_points": control_points, "max_displacement": 2},
+    )(subject)
+    assert len(calls) == 1
+    # Every image went through the same deformation.
+    torch.testing.assert_close(out.twice.data, out.t.data * 2, rtol=1e-5, atol=1e-4)
+
+
 def test_random_affine_elastic_runs_one_interpolation() -> None:
     _, subject = both(np.eye(4))
     torch.manual_seed(2)
