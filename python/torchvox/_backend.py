@@ -19,7 +19,15 @@ import torch
 
 from . import _native
 
-__all__ = ["clone", "get_num_threads", "native", "set_num_threads", "to_numpy", "to_tensor"]
+__all__ = [
+    "clone",
+    "get_num_threads",
+    "native",
+    "set_num_threads",
+    "stack",
+    "to_numpy",
+    "to_tensor",
+]
 
 _ENV_VARIABLE = "TORCHVOX_NUM_THREADS"
 
@@ -167,3 +175,32 @@ def clone(tensor: torch.Tensor) -> torch.Tensor:
     else:
         copied = np.array(array, order="C", copy=True)
     return torch.from_numpy(copied)
+
+
+def stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Stack equally shaped tensors along a new first axis (``torch.stack(tensors)``).
+
+    Like :func:`clone`, CPU tensors are copied into an array NumPy allocates
+    (huge pages for large blocks) rather than into torch's freshly faulted
+    pages: a batch of four 96^3 float32 patches takes about a quarter of
+    ``torch.stack``'s time. Anything NumPy cannot hold falls back to torch.
+
+    Args:
+        tensors: One or more tensors of one shape and dtype.
+
+    Returns:
+        A ``(len(tensors), *shape)`` tensor.
+    """
+    first = tensors[0]
+    if first.device.type != "cpu" or any(
+        t.requires_grad or t.dtype != first.dtype or t.shape != first.shape for t in tensors
+    ):
+        return torch.stack(tensors)
+    try:
+        arrays = [t.numpy() for t in tensors]
+    except (TypeError, RuntimeError):  # no NumPy dtype (e.g. bfloat16)
+        return torch.stack(tensors)
+    out = np.empty((len(arrays), *arrays[0].shape), dtype=arrays[0].dtype)
+    for slot, array in zip(out, arrays, strict=True):
+        np.copyto(slot, array)
+    return torch.from_numpy(out)

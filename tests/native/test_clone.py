@@ -1,4 +1,4 @@
-"""``_backend.clone`` and the deep copy of images that relies on it."""
+"""``_backend.clone`` and ``_backend.stack``, and the copies and batches that rely on them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import torchvox as tio
-from torchvox._backend import clone
+from torchvox._backend import clone, stack
 
 # Large enough for the native copy (>= 4 MiB as float32), small enough to be quick.
 LARGE = (2, 64, 96, 90)
@@ -97,3 +97,36 @@ def test_deepcopy_of_an_unloaded_image_stays_lazy(tmp_path) -> None:
     copied = copy.deepcopy(image)
     assert not copied._loaded
     assert torch.equal(copied.data, tio.ScalarImage(path).data)
+
+
+@pytest.mark.parametrize(
+    "dtype", [torch.float32, torch.int64, torch.uint8, torch.bool, torch.bfloat16]
+)
+def test_stack_equals_torch_stack(dtype: torch.dtype) -> None:
+    generator = torch.Generator().manual_seed(1)
+    tensors = [(torch.rand(1, 40, 50, 60, generator=generator) * 9).to(dtype) for _ in range(3)]
+    tensors.append(tensors[0].permute(0, 1, 2, 3)[..., :60])  # a view of another tensor
+    stacked = stack(tensors)
+    expected = torch.stack(tensors)
+    assert stacked.dtype == dtype
+    assert torch.equal(stacked, expected)
+    for tensor in tensors:
+        assert stacked.untyped_storage().data_ptr() != tensor.untyped_storage().data_ptr()
+
+
+def test_stack_of_mismatched_or_grad_tensors_behaves_like_torch() -> None:
+    with pytest.raises(RuntimeError):
+        stack([torch.zeros(2, 3), torch.zeros(3, 2)])
+    leaf = torch.rand(2, 3, requires_grad=True)
+    stack([leaf, leaf * 2]).sum().backward()
+    assert torch.equal(leaf.grad, torch.full((2, 3), 3.0))
+
+
+def test_loader_batches_equal_torch_stack() -> None:
+    subjects = [
+        tio.Subject(t1=tio.ScalarImage(tensor=torch.full((1, 4, 5, 6), float(n)))) for n in range(5)
+    ]
+    loader = tio.SubjectsLoader(tio.SubjectsDataset(subjects), batch_size=2)
+    batches = [batch["t1"][tio.DATA] for batch in loader]
+    assert [tuple(b.shape) for b in batches] == [(2, 1, 4, 5, 6), (2, 1, 4, 5, 6), (1, 1, 4, 5, 6)]
+    torch.testing.assert_close(batches[1], torch.stack([s.t1.data for s in subjects[2:4]]))

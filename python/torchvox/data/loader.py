@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
+
+from .._backend import stack
 
 __all__ = ["SubjectsLoader"]
 
@@ -48,7 +50,13 @@ def _stack(values: list[Any]) -> Any:
     first = values[0]
     if isinstance(first, torch.Tensor):
         base = _stacked_base(values)
-        return torch.stack(values) if base is None else base
+        if base is not None:
+            return base
+        if get_worker_info() is not None:
+            # In a worker, torch's collate stacks straight into shared memory,
+            # which the batch needs anyway to reach the main process.
+            return default_collate(values)
+        return stack(values)
     if isinstance(first, np.ndarray):
         return np.stack(values)
     if isinstance(first, Mapping):
