@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import torch
 
-from ..._backend import native, to_numpy
+from ..._backend import clone, native, to_numpy
 from .grid_sampler import GridSampler
 
 __all__ = ["GridAggregator"]
@@ -154,7 +154,7 @@ class GridAggregator:
             border = (self.patch_overlap // 2) // self._downsampling_factor
             i, j, k = (int(b) for b in border)
             shape = output.shape[1:]
-            output = output[:, i : shape[0] - i, j : shape[1] - j, k : shape[2] - k].clone()
+            output = clone(output[:, i : shape[0] - i, j : shape[1] - j, k : shape[2] - k])
         return output
 
     def _divide_by_weights(self, output: torch.Tensor) -> torch.Tensor:
