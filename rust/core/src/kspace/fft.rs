@@ -180,6 +180,11 @@ impl<F: Real> PairPlans<F> {
         self.forward.process_with_scratch(buffer, scratch);
     }
 
+    /// In-place inverse FFT, not normalised (callers fold `1 / n` into their weights).
+    pub fn inverse(&self, buffer: &mut [Complex<F>], scratch: &mut [Complex<F>]) {
+        self.inverse.process_with_scratch(buffer, scratch);
+    }
+
     /// In-place inverse FFT divided by `n`.
     pub fn inverse_normalized(&self, buffer: &mut [Complex<F>], scratch: &mut [Complex<F>]) {
         self.inverse.process_with_scratch(buffer, scratch);
