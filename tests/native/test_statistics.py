@@ -217,3 +217,40 @@ def test_bad_input_raises_clear_errors(
     arguments.update(kwargs)
     with pytest.raises(error, match=message):
         nat.statistics(**arguments)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("negative", [False, True])
+def test_range_percentiles_match_numpy(nat: Any, dtype: type, negative: bool) -> None:
+    """The radix kernel (float32, int16, uint8; others fall back to selection) on
+    MRI-like data: a zero background, ties, a long tail, optional negatives."""
+    rng = np.random.default_rng(62)
+    shape = (2, 48, 40, 36)
+    tail = rng.exponential(40.0, shape) * (rng.random(shape) < 0.4)
+    tail[0, 24:, :, :] = 0.0  # whole blocks of background
+    tail[1, 7, 8, 9] = 1e4 if dtype != np.uint8 else 255
+    if negative and dtype != np.uint8:
+        tail -= 30.0
+    if dtype == np.uint8:
+        tail = np.minimum(tail, 255.0)
+    volume: np.ndarray = tail.astype(dtype)
+    qs = [0.0, 0.5, 1.0, 2.0, 33.3, 50.0, 98.0, 99.5, 99.99, 100.0]
+    result = nat.range_percentiles(volume, qs)
+    assert result["has_nan"] is False
+    assert result["min"] == volume.min() and result["max"] == volume.max()
+    np.testing.assert_array_equal(result["percentiles"], np.percentile(volume, qs))
+    total = nat.statistics(volume, None, qs)["total"]
+    np.testing.assert_array_equal(result["percentiles"], total["percentiles"])
+
+
+def test_range_percentiles_nan_and_errors(nat: Any) -> None:
+    volume = np.zeros((1, 4, 5, 6), np.float32)
+    volume[0, 1, 2, 3] = np.nan
+    result = nat.range_percentiles(volume, [1.0, 99.0])
+    assert result["has_nan"] and np.isnan(result["min"]) and np.isnan(result["percentiles"]).all()
+    with pytest.raises(ValueError, match="percentiles"):
+        nat.range_percentiles(volume, [101.0])
+    with pytest.raises(ValueError):
+        nat.range_percentiles(np.zeros((1, 0, 2, 2), np.float32), [1.0])
+    with pytest.raises(TypeError):
+        nat.range_percentiles(np.zeros((1, 2, 2, 2), np.complex64), [1.0])

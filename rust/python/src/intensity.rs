@@ -6,6 +6,7 @@ use numpy::{IntoPyArray, PyArray4, PyArrayMethods, PyReadonlyArray4, PyUntypedAr
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use torchvox_core::intensity::radix_percentiles;
 use torchvox_core::intensity::rescale::{self as rescale_core, RescaleParams};
 use torchvox_core::intensity::statistics::{
     self as statistics_core, HistogramRequest, Statistics, StatisticsRequest, Summary,
@@ -187,6 +188,26 @@ pub fn statistics<'py>(
     })
 }
 
+/// Minimum, maximum and percentiles of all the values of a `(C, I, J, K)` array.
+#[pyfunction]
+pub fn range_percentiles<'py>(
+    py: Python<'py>,
+    volume: &Bound<'py, PyAny>,
+    percentiles: Vec<f64>,
+) -> PyResult<Bound<'py, PyDict>> {
+    with_volume!(volume, "volume", Ix4, |view: T| {
+        let summary = run(py, || {
+            radix_percentiles::range_and_percentiles(view, &percentiles)
+        })?;
+        let result = PyDict::new(py);
+        result.set_item("has_nan", summary.has_nan)?;
+        result.set_item("min", summary.min)?;
+        result.set_item("max", summary.max)?;
+        result.set_item("percentiles", summary.percentiles)?;
+        Ok(result)
+    })
+}
+
 /// Linear rescaling of `(C, I, J, K)` intensities to float32 (TorchIO's RescaleIntensity).
 #[pyfunction]
 #[pyo3(signature = (volume, in_min, in_max, out_min=0.0, out_max=1.0, clip_min=None, clip_max=None))]
@@ -246,6 +267,7 @@ pub fn clamp<'py>(
 
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(statistics, module)?)?;
+    module.add_function(wrap_pyfunction!(range_percentiles, module)?)?;
     module.add_function(wrap_pyfunction!(rescale, module)?)?;
     module.add_function(wrap_pyfunction!(z_normalize, module)?)?;
     module.add_function(wrap_pyfunction!(clamp, module)?)?;

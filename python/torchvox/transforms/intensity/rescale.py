@@ -22,7 +22,7 @@ __all__ = ["RescaleIntensity"]
 class RescaleIntensity(IntensityTransform):
     """Rescale intensities linearly to ``out_min_max``; the output is float32.
 
-    Computed by native kernels: one statistics pass (percentiles by selection, no
+    Computed by native kernels: one statistics pass (percentiles by counting value bits, no
     sort) and one rescaling pass, with TorchIO's float32 arithmetic. Intensities
     below/above the given percentiles of the masked voxels are clipped to them
     first; then ``[in_min, in_max]`` (default: the minimum and maximum after
@@ -103,7 +103,11 @@ class RescaleIntensity(IntensityTransform):
             return tensor
         volume, mask_array = statistics_inputs(tensor, mask)
         kernels = native()
-        total = kernels.statistics(volume, mask_array, list(self.percentiles))["total"]
+        if mask_array is None:
+            # No moments needed: the radix kernel finds the range and percentiles.
+            total = kernels.range_percentiles(volume, list(self.percentiles))
+        else:
+            total = kernels.statistics(volume, mask_array, list(self.percentiles))["total"]
         if total["has_nan"]:
             raise ValueError(f'Image "{image_name}" contains NaN values')
         low, high = (float(v) for v in total["percentiles"])

@@ -77,6 +77,10 @@ fn fast_domain(x: f32, g: f64) -> bool {
     (f32::MIN_POSITIVE..=f32::MAX).contains(&a) && g.abs() < 7.0
 }
 
+/// Voxels per block of [`power_slice_body`]: a block of `+0.0` is written at
+/// once, and the fix-up pass runs on a block still in the L1 cache.
+const BLOCK: usize = 16;
+
 /// Computes `power` (or the inverse `x * power(x, 1 - gamma)`) of a slice.
 #[inline(always)]
 fn power_slice_body<T: Voxel>(
@@ -87,6 +91,41 @@ fn power_slice_body<T: Voxel>(
     invert: bool,
 ) {
     let exponent = if invert { 1.0 - gamma } else { gamma };
+    // powf(+0, g > 0) is +0, and so are sign(+0) * 0 and +0 * 0: blocks of +0
+    // (a brain's background) need no arithmetic at all.
+    let zero_blocks = exponent > 0.0;
+    let mut out_blocks = out.chunks_exact_mut(BLOCK);
+    let mut in_blocks = input.chunks_exact(BLOCK);
+    for (out, input) in (&mut out_blocks).zip(&mut in_blocks) {
+        let mut bits = 0u32;
+        for &v in input {
+            bits |= (v.to_f64() as f32).to_bits();
+        }
+        if zero_blocks && bits == 0 {
+            out.fill(0.0);
+        } else {
+            power_block(input, out, exponent, has_negative, invert);
+        }
+    }
+    power_block(
+        in_blocks.remainder(),
+        out_blocks.into_remainder(),
+        exponent,
+        has_negative,
+        invert,
+    );
+}
+
+/// [`power_slice_body`] on one block (any length), `exponent` already
+/// `1 - gamma` for the inverse.
+#[inline(always)]
+fn power_block<T: Voxel>(
+    input: &[T],
+    out: &mut [f32],
+    exponent: f32,
+    has_negative: bool,
+    invert: bool,
+) {
     let g = exponent as f64;
     // Branch-free pass over every voxel, then exact recomputation of the few
     // outside the fast domain (zeros, subnormals, infinities, NaN, negatives
@@ -104,8 +143,7 @@ fn power_slice_body<T: Voxel>(
     for (o, &v) in out.iter_mut().zip(input) {
         let x = v.to_f64() as f32;
         if !fast_domain(x, g) || (!has_negative && x < 0.0) {
-            // The common case, a background of +0 with a positive exponent:
-            // powf(+0, g > 0) is +0, and so are sign(+0) * 0 and +0 * 0.
+            // The common case, +0 with a positive exponent (see above).
             if x.to_bits() == 0 && exponent > 0.0 {
                 *o = 0.0;
                 continue;
@@ -179,6 +217,29 @@ fn power_slice<T: Voxel>(
     power_slice_body(input, out, gamma, has_negative, invert)
 }
 
+/// Flag of [`sign_flags`]: some value is negative.
+const NEGATIVE: u32 = 1;
+/// Flag of [`sign_flags`]: some value is NaN.
+const NAN: u32 = 2;
+
+/// [`NEGATIVE`] and [`NAN`] flags of `values`, with branch-free lanes (vectorises).
+fn sign_flags<T: Voxel>(values: &[T]) -> u32 {
+    let mut lanes = [0u32; BLOCK];
+    let mut blocks = values.chunks_exact(BLOCK);
+    for block in &mut blocks {
+        for (lane, &v) in lanes.iter_mut().zip(block) {
+            let x = v.to_f64() as f32;
+            *lane |= u32::from(x < 0.0) | (u32::from(x.is_nan()) << 1);
+        }
+    }
+    let mut flags = lanes.iter().fold(0, |a, &b| a | b);
+    for &v in blocks.remainder() {
+        let x = v.to_f64() as f32;
+        flags |= u32::from(x < 0.0) | (u32::from(x.is_nan()) << 1);
+    }
+    flags
+}
+
 /// Applies one gamma per channel to a `(C, I, J, K)` volume; returns float32.
 pub fn gamma<T: Voxel>(
     volume: ArrayView4<'_, T>,
@@ -206,33 +267,17 @@ pub fn gamma<T: Voxel>(
         .zip(out.chunks_mut(ni * plane_len))
         .zip(gammas)
     {
-        // torch.min propagates NaN, and `NaN < 0` is false. Selects and a
-        // NaN flag rather than branches, so the fold vectorises.
-        let min = channel
+        // torch.min propagates NaN, so `min < 0` is false when the channel
+        // has NaN: the channel is negative iff it has a negative and no NaN.
+        let flags = channel
             .axis_iter(Axis(0))
             .into_par_iter()
-            .map(|plane| {
-                let (min, nan) = plane.iter().fold((f32::INFINITY, false), |(m, nan), &v| {
-                    let v = v.to_f64() as f32;
-                    (if v < m { v } else { m }, nan | v.is_nan())
-                });
-                if nan {
-                    f32::NAN
-                } else {
-                    min
-                }
+            .map(|plane| match plane.as_slice() {
+                Some(values) => sign_flags(values),
+                None => sign_flags(&plane.iter().copied().collect::<Vec<T>>()),
             })
-            .reduce(
-                || f32::INFINITY,
-                |a, b| {
-                    if a.is_nan() || b.is_nan() {
-                        f32::NAN
-                    } else {
-                        a.min(b)
-                    }
-                },
-            );
-        let has_negative = min < 0.0;
+            .reduce(|| 0, |a, b| a | b);
+        let has_negative = flags & NAN == 0 && flags & NEGATIVE != 0;
         let g = g as f32;
         out_channel
             .par_chunks_mut(plane_len)
@@ -287,6 +332,49 @@ mod tests {
         assert!(out[[0, 0, 0, 2]].is_nan());
         assert_eq!(out[[0, 0, 0, 3]], 1e-40f32.powf(0.5));
         assert!((out[[0, 0, 0, 4]] - 2f32.sqrt()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn zero_blocks_and_flags_match_the_per_voxel_rule() {
+        // Runs of +0 (skipped blocks), -0, NaN and negatives at block edges.
+        let mut values: Vec<f32> = (0..200)
+            .map(|t| {
+                if (20..90).contains(&t) {
+                    0.0
+                } else {
+                    t as f32 * 0.37
+                }
+            })
+            .collect();
+        values[95] = -0.0;
+        values[150] = 1e-42;
+        for (g, invert) in [
+            (0.5f32, false),
+            (1.7, false),
+            (-0.4, false),
+            (0.6, true),
+            (1.0, true),
+        ] {
+            let volume = Array::from_shape_vec((1, 2, 4, 25), values.clone()).unwrap();
+            let out = gamma(volume.view(), &[f64::from(g)], invert).unwrap();
+            let e = if invert { 1.0 - g } else { g };
+            for (&x, &y) in values.iter().zip(out.iter()) {
+                let want = exact_power(x, e, false, invert);
+                assert!(
+                    y.to_bits() == want.to_bits() || ((y - want) / want).abs() < 2e-7,
+                    "x {x} g {g} invert {invert}: {y} vs {want}"
+                );
+            }
+        }
+        let mut negative = values.clone();
+        negative[7] = -3.0;
+        assert_eq!(sign_flags(&negative), NEGATIVE);
+        negative[190] = f32::NAN;
+        assert_eq!(sign_flags(&negative), NEGATIVE | NAN);
+        // With NaN the channel is not treated as signed (torch.min is NaN).
+        let volume = Array::from_shape_vec((1, 2, 4, 25), negative).unwrap();
+        let out = gamma(volume.view(), &[0.5], false).unwrap();
+        assert!(out[[0, 0, 0, 7]].is_nan());
     }
 
     #[test]

@@ -466,10 +466,16 @@ fn percentiles_with_threshold<T: Voxel>(
     range: (f64, f64),
     threshold: usize,
 ) -> Vec<f64> {
-    let n = values.len();
+    let wanted = wanted_ranks(values.len(), fractions);
+    let selected = select_ranks(values, &wanted, range, threshold);
+    percentiles_from_ranks(values.len(), fractions, &selected)
+}
+
+/// For each fraction of `n` values: (previous index, next index, gamma)
+/// exactly as NumPy's `linear` method computes them.
+fn rank_plans(n: usize, fractions: &[f64]) -> Vec<(usize, usize, f64)> {
     let last = n - 1;
-    // (previous index, next index, gamma) exactly as numpy computes them.
-    let plans: Vec<(usize, usize, f64)> = fractions
+    fractions
         .iter()
         .map(|&fraction| {
             let virtual_index = last as f64 * fraction;
@@ -482,16 +488,33 @@ fn percentiles_with_threshold<T: Voxel>(
                 (p, p + 1, virtual_index - previous)
             }
         })
+        .collect()
+}
+
+/// The sorted, unique ranks (0-based positions in sorted order) that the
+/// percentiles `fractions` of `n` values (n > 0) interpolate between.
+pub(crate) fn wanted_ranks(n: usize, fractions: &[f64]) -> Vec<usize> {
+    let mut wanted: Vec<usize> = rank_plans(n, fractions)
+        .iter()
+        .flat_map(|&(p, q, _)| [p, q])
         .collect();
-    let mut wanted: Vec<usize> = plans.iter().flat_map(|&(p, q, _)| [p, q]).collect();
     wanted.sort_unstable();
     wanted.dedup();
-    let selected = select_ranks(values, &wanted, range, threshold);
+    wanted
+}
+
+/// The percentiles `fractions` of `n` values, with NumPy's `linear` rule,
+/// from `selected`: the value of every rank of [`wanted_ranks`], sorted by rank.
+pub(crate) fn percentiles_from_ranks<T: Voxel>(
+    n: usize,
+    fractions: &[f64],
+    selected: &[(usize, T)],
+) -> Vec<f64> {
     let value_at = |index: usize| -> T {
         let position = selected.partition_point(|&(w, _)| w < index);
         selected.get(position).map_or(T::default(), |&(_, v)| v)
     };
-    plans
+    rank_plans(n, fractions)
         .iter()
         .map(|&(p, q, gamma)| {
             let (a, b) = (value_at(p), value_at(q));
