@@ -359,6 +359,9 @@ def test_bad_input_raises_clear_errors(nat: Any) -> None:
     nan = eye.copy()
     nan[0, 3] = np.nan
     field = np.zeros((3, 4, 4, 4), np.float32)
+    points = np.zeros((4, 4, 4, 3))
+    bad_points = points.copy()
+    bad_points[1, 2, 3, 0] = np.inf
     cases: list[tuple[type[Exception], tuple[Any, ...]]] = [
         (ValueError, (volume, singular, (4, 4, 4), eye, [], "linear", [0.0])),
         (ValueError, (volume, eye, (4, 4, 4), nan, [], "linear", [0.0])),
@@ -366,7 +369,20 @@ def test_bad_input_raises_clear_errors(nat: Any) -> None:
         (ValueError, (volume, eye, (4, 4, 4), eye, [nan], "linear", [0.0])),
         (ValueError, (volume, eye, (4, 4, 4), eye, [], "sinc", [0.0])),
         (ValueError, (volume, eye, (4, 4, 4), eye, [(field[:2].copy(), eye)], "linear", [0.0])),
-        (ValueError, (volume, eye, (4, 4, 4), eye, [(field, eye, eye)], "linear", [0.0])),
+        (ValueError, (volume, eye, (4, 4, 4), eye, [(field, eye, eye, eye)], "linear", [0.0])),
+        # B-spline steps: (control points, shape, affine).
+        (TypeError, (volume, eye, (4, 4, 4), eye, [(field, eye, eye)], "linear", [0.0])),
+        (
+            ValueError,
+            (volume, eye, (4, 4, 4), eye, [(points[:3].copy(), (4, 4, 4), eye)], "linear", [0.0]),
+        ),
+        (
+            ValueError,
+            (volume, eye, (4, 4, 4), eye, [(bad_points, (4, 4, 4), eye)], "nearest", [0.0]),
+        ),
+        (TypeError, (volume, eye, (4, 4, 4), eye, [(points, (4, -1, 4), eye)], "linear", [0.0])),
+        (ValueError, (volume, eye, (4, 4, 4), eye, [(points, (4, 0, 4), eye)], "label", [0.0])),
+        (ValueError, (volume, eye, (4, 4, 4), eye, [(points, (4, 4, 4), nan)], "linear", [0.0])),
         (
             TypeError,
             (volume, eye, (4, 4, 4), eye, [(field.astype(np.float64), eye)], "linear", [0.0]),

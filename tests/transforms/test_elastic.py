@@ -171,15 +171,15 @@ def test_affine_elastic_matches_torchio(affine_first: bool) -> None:
     assert ours.l.data.dtype == torch.int16
 
 
-def test_affine_elastic_evaluates_one_field_per_grid(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_affine_elastic_makes_one_elastic_step_per_grid(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    original = tio.ElasticDeformation.get_field
+    original = tio.ElasticDeformation.get_chain_step
 
     def counting(self, image):
         calls.append(image.spatial_shape)
         return original(self, image)
 
-    monkeypatch.setattr(tio.ElasticDeformation, "get_field", counting)
+    monkeypatch.setattr(tio.ElasticDeformation, "get_chain_step", counting)
     control_points = np.random.default_rng(3).uniform(-2, 2, (5, 5, 5, 3))
     _, subject = both(np.eye(4))
     subject.add_image(tio.ScalarImage(tensor=subject.t.data * 2), "twice")
@@ -224,3 +224,49 @@ def test_elastic_bad_control_points() -> None:
         tio.ElasticDeformation(np.full((5, 5, 5, 3), np.nan), 1)
     with pytest.raises(ValueError):
         native().bspline_field(np.zeros((5, 5, 5, 2)), (4, 4, 4))
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "linear", "bspline", "label", "gaussian"])
+def test_bspline_step_equals_its_dense_field_exactly(interpolation: str) -> None:
+    from torchvox.transforms.spatial.resample import BSplineField, _native_steps, warp_tensor
+
+    data, labels = arrays(3)
+    affine = AFFINES["permuted"]
+    shape = data.shape[1:]
+    points = np.random.default_rng(4).uniform(-3, 3, (6, 5, 7, 3))
+    step = BSplineField(points, shape, affine)
+    rotation = np.eye(4)
+    rotation[:3, :3] = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    chains = [
+        ([step], [(step.dense(), affine)]),
+        ([step, rotation], [(step.dense(), affine), rotation]),
+    ]
+    for volume in (torch.from_numpy(data), torch.from_numpy(labels)):
+        for lazy, dense in chains:
+            ours = warp_tensor(volume, affine, shape, affine, lazy, interpolation, 0.0)
+            theirs = warp_tensor(volume, affine, shape, affine, dense, interpolation, 0.0)
+            assert torch.equal(ours, theirs)
+    # The kernel gets the control points only where it can evaluate them row by row.
+    steps = _native_steps([step], shape, affine, interpolation)
+    assert (len(steps[0]) == 3) == (interpolation in ("nearest", "linear"))
+    off_grid = _native_steps([rotation, step], shape, affine, "linear")
+    assert len(off_grid[1]) == 2
+
+
+def test_elastic_deformation_moves_voxels_as_its_field_says() -> None:
+    data, _ = arrays(5)
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    control_points = np.zeros((7, 7, 7, 3))
+    control_points[2:5, 2:5, 2:5] = (-2.0, 0.0, 0.0)  # 2 mm along L in ITK's LPS
+    image = tio.ScalarImage(tensor=torch.from_numpy(data), affine=affine)
+    out = tio.ElasticDeformation(control_points=control_points, max_displacement=2)(image)
+    field = elastic_field(control_points, data.shape[1:], affine)
+    # In the middle the field is a pure shift along +R (voxel axis 0) by u mm.
+    centre = tuple(n // 2 for n in data.shape[1:])
+    shift = float(field[0][centre])
+    assert 1.0 < shift < 2.0
+    expected = ndimage.map_coordinates(
+        data[0], np.add(np.indices(data.shape[1:]), field[:, None][:, 0]), order=1
+    )
+    middle = tuple(slice(n // 2 - 2, n // 2 + 3) for n in data.shape[1:])
+    np.testing.assert_allclose(out.data[0].numpy()[middle], expected[middle], rtol=1e-4, atol=1e-3)

@@ -53,16 +53,34 @@ fn field_guard<'py>(
         .map_err(|e| PyValueError::new_err(format!("{name}: {e}")))
 }
 
+/// Reads `(n0, n1, n2, 3)` float64 B-spline control points.
+fn control_points_guard<'py>(
+    array: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<PyReadonlyArray<'py, f64, Ix4>> {
+    let typed = array.cast::<PyArray<f64, Ix4>>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{name} must be a float64 NumPy array of shape (n0, n1, n2, 3)"
+        ))
+    })?;
+    typed
+        .try_readonly()
+        .map_err(|e| PyValueError::new_err(format!("{name}: {e}")))
+}
+
 /// One parsed chain element before views are taken.
 enum Parsed<'py> {
     Affine(Matrix4),
     Field(PyReadonlyArray<'py, f32, Ix4>, Matrix4),
+    BSpline(PyReadonlyArray<'py, f64, Ix4>, [usize; 3], Matrix4),
 }
 
 /// Resamples `volume` `(C, I, J, K)` with voxel -> world `input_affine` onto the
 /// grid (`output_shape`, `output_affine`) through `transforms` (a list of
-/// `(4, 4)` float64 world -> world affines and `(field (3, I, J, K) float32 mm,
-/// field_affine (4, 4))` tuples, applied in order to output-side world points),
+/// `(4, 4)` float64 world -> world affines, `(field (3, I, J, K) float32 mm,
+/// field_affine (4, 4))` tuples and `(control_points (n0, n1, n2, 3) float64 mm,
+/// shape (I, J, K), affine (4, 4))` B-spline fields on an image grid, applied in
+/// order to output-side world points),
 /// with `interpolation` in {'nearest', 'linear', 'bspline', 'cubic', 'label'}
 /// and one `fill` value per channel. Returns an array of the input's dtype.
 #[pyfunction]
@@ -86,9 +104,31 @@ pub fn warp<'py>(
     let mut parsed = Vec::with_capacity(transforms.len());
     for (position, item) in transforms.iter().enumerate() {
         if let Ok(pair) = item.cast::<PyTuple>() {
+            if pair.len() == 3 {
+                let points = control_points_guard(
+                    &pair.get_item(0)?,
+                    &format!("control points of transform {position}"),
+                )?;
+                let shape: (usize, usize, usize) = pair.get_item(1)?.extract().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "shape of transform {position} must be three non-negative ints"
+                    ))
+                })?;
+                let grid_affine = matrix(
+                    &pair.get_item(2)?,
+                    &format!("affine of transform {position}"),
+                )?;
+                parsed.push(Parsed::BSpline(
+                    points,
+                    [shape.0, shape.1, shape.2],
+                    grid_affine,
+                ));
+                continue;
+            }
             if pair.len() != 2 {
                 return Err(PyValueError::new_err(format!(
-                    "transform {position} must be a (4, 4) affine or a (field, affine) pair, got a tuple of {}",
+                    "transform {position} must be a (4, 4) affine, a (field, affine) pair \
+                     or a (control_points, shape, affine) triple, got a tuple of {}",
                     pair.len()
                 )));
             }
@@ -116,6 +156,11 @@ pub fn warp<'py>(
                 field: guard.as_array(),
                 affine: *m,
             },
+            Parsed::BSpline(guard, shape, m) => core_warp::Step::BSpline {
+                coefficients: guard.as_array(),
+                shape: *shape,
+                affine: *m,
+            },
         })
         .collect();
     with_volume!(volume, "volume", Ix4, |view: T| {
@@ -135,14 +180,7 @@ pub fn bspline_field<'py>(
     control_points: &Bound<'py, PyAny>,
     shape: (usize, usize, usize),
 ) -> PyResult<Bound<'py, PyAny>> {
-    let typed = control_points.cast::<PyArray<f64, Ix4>>().map_err(|_| {
-        PyTypeError::new_err(
-            "control_points must be a float64 NumPy array of shape (n0, n1, n2, 3)",
-        )
-    })?;
-    let guard = typed
-        .try_readonly()
-        .map_err(|e| PyValueError::new_err(format!("control_points: {e}")))?;
+    let guard = control_points_guard(control_points, "control_points")?;
     let view = guard.as_array();
     let out = run(py, || {
         bspline::bspline_field(view, [shape.0, shape.1, shape.2])

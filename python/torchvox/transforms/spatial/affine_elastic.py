@@ -55,34 +55,32 @@ class AffineElasticDeformation(SpatialTransform):
         self._elastic = ElasticDeformation(**elastic_params, **kwargs)
         self.args_names = ["affine_first", "affine_params", "elastic_params"]
 
-    def get_chain(self, image: Any, field: np.ndarray | None = None) -> list[ChainStep]:
+    def get_chain(self, image: Any, step: ChainStep | None = None) -> list[ChainStep]:
         """Coordinate chain (output -> input points) on ``image``'s grid.
 
         Args:
             image: The image to resample.
-            field: The elastic displacement on ``image``'s grid, if already
-                computed for another image on the same grid.
+            step: The elastic deformation's chain step on ``image``'s grid, if
+                already made for another image on the same grid.
         """
         matrix = self._affine.get_matrix(image)
-        affine = np.array(image.affine, dtype=np.float64)
-        if field is None:
+        if step is None:
             self._elastic.check_folding(image)
-            field = self._elastic.get_field(image)
-        step = (field, affine)
+            step = self._elastic.get_chain_step(image)
         # ITK's composite [affine, bspline] maps a point through the B-spline first.
         return [step, matrix] if self.affine_first else [matrix, step]
 
     def apply_transform(self, subject: Subject) -> Subject:
         if self._affine.check_shape:
             subject.check_consistent_spatial_shape()
-        # Images on one grid share the field (a 1 mm brain's takes ~15 ms to evaluate).
-        fields: dict[tuple[Any, ...], np.ndarray] = {}
+        # Images on one grid share the elastic step (and its field, if evaluated densely).
+        steps: dict[tuple[Any, ...], ChainStep] = {}
         for image in self.get_images(subject):
             key = (tuple(image.spatial_shape), np.asarray(image.affine).tobytes(), image.is_2d())
-            if key not in fields:
+            if key not in steps:
                 self._elastic.check_folding(image)
-                fields[key] = self._elastic.get_field(image)
-            chain = self.get_chain(image, fields[key])
+                steps[key] = self._elastic.get_chain_step(image)
+            chain = self.get_chain(image, steps[key])
             interpolation, fill = self._affine.image_fill(image)
             if not isinstance(image, ScalarImage):
                 fill = _zero  # TorchIO fills label maps with 0 here

@@ -29,6 +29,7 @@ from ..fusion import resample_or_defer
 from ..random_transform import RandomTransform
 from ..spatial_transform import SpatialTransform
 from .affine import channel_minima
+from .resample import BSplineField, ChainStep
 
 __all__ = [
     "ElasticDeformation",
@@ -247,20 +248,34 @@ class ElasticDeformation(SpatialTransform):
             invert=self.invert_transform,
         )
 
+    def get_chain_step(self, image: Image) -> ChainStep:
+        """The deformation of ``image``'s grid as a coordinate-chain step.
+
+        The forward deformation is a :class:`BSplineField` (the warp evaluates it
+        on the fly where it can); the inverse is its dense numerical inverse.
+        """
+        affine = np.array(image.affine, dtype=np.float64)
+        if self.invert_transform:
+            return (self.get_field(image), affine)
+        points = voxel_aligned_control_points(
+            self._effective_points(image), image.spatial_shape, affine
+        )
+        return BSplineField(points, image.spatial_shape, affine)
+
     def apply_transform(self, subject: Subject) -> Subject:
         if not any(self.max_displacement):
             return subject
         subject.check_consistent_spatial_shape()
-        fields: dict[tuple[Any, ...], np.ndarray] = {}
+        steps: dict[tuple[Any, ...], ChainStep] = {}
         for image in self.get_images(subject):
             self.check_folding(image)
             key = (tuple(image.spatial_shape), np.asarray(image.affine).tobytes(), image.is_2d())
-            if key not in fields:
-                fields[key] = self.get_field(image)
+            if key not in steps:
+                steps[key] = self.get_chain_step(image)
             is_scalar = isinstance(image, ScalarImage)
             interpolation = self.image_interpolation if is_scalar else self.label_interpolation
             affine = np.array(image.affine, dtype=np.float64)
-            chain = [(fields[key], affine)]
+            chain = [steps[key]]
             resample_or_defer(
                 image, image.spatial_shape, affine, chain, interpolation, channel_minima, True
             )

@@ -25,10 +25,84 @@ from ...data.subject import Subject
 from ..fusion import resample_or_defer
 from ..spatial_transform import SpatialTransform
 
-__all__ = ["ChainStep", "Resample", "reference_grid_from_spacing", "warp_image", "warp_tensor"]
+__all__ = [
+    "BSplineField",
+    "ChainStep",
+    "Resample",
+    "reference_grid_from_spacing",
+    "warp_image",
+    "warp_tensor",
+]
 
-#: One step of a coordinate chain: a 4x4 world -> world matrix or (field, field_affine).
-ChainStep = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
+
+class BSplineField:
+    """A cubic B-spline displacement field on an image grid, as a chain step.
+
+    The warp kernel evaluates it row by row, without a dense field in memory,
+    when it is the first step of a nearest or linear warp onto its own grid (an
+    elastic deformation on its own, or followed by affines). Anywhere else it
+    is evaluated densely once, and images that share the step share that field.
+
+    Args:
+        control_points: ``(n0, n1, n2, 3)`` float64 displacements along voxel
+            axes, in RAS mm (see ``voxel_aligned_control_points``).
+        shape: Spatial shape ``(I, J, K)`` of the image grid.
+        affine: ``(4, 4)`` voxel -> RAS affine of the image grid.
+    """
+
+    def __init__(self, control_points: np.ndarray, shape: Sequence[int], affine: np.ndarray):
+        self.control_points = np.ascontiguousarray(control_points, dtype=np.float64)
+        self.shape = (int(shape[0]), int(shape[1]), int(shape[2]))
+        self.affine = np.asarray(affine, dtype=np.float64)
+        self._dense: np.ndarray | None = None
+
+    def dense(self) -> np.ndarray:
+        """The ``(3, I, J, K)`` float32 displacement field (RAS mm), evaluated once."""
+        if self._dense is None:
+            self._dense = np.asarray(native().bspline_field(self.control_points, self.shape))
+        return self._dense
+
+    def on_grid(self, shape: Sequence[int], affine: np.ndarray) -> bool:
+        """Whether the field lies exactly on the grid (``shape``, ``affine``)."""
+        return self.shape == tuple(int(v) for v in shape) and np.array_equal(self.affine, affine)
+
+
+#: One step of a coordinate chain: a 4x4 world -> world matrix, (field, field_affine)
+#: or a B-spline field.
+ChainStep = Union[np.ndarray, tuple[np.ndarray, np.ndarray], BSplineField]
+
+
+def _native_steps(
+    chain: Sequence[ChainStep],
+    shape: tuple[int, int, int],
+    target_affine: np.ndarray,
+    interpolation: str,
+) -> list[Any]:
+    """The chain as the native warp takes it.
+
+    A leading B-spline field on the target grid of a nearest or linear warp is
+    passed as its control points (the kernel evaluates it row by row); other
+    B-spline fields are passed densely.
+    """
+    steps: list[Any] = []
+    for position, step in enumerate(chain):
+        if isinstance(step, BSplineField):
+            if (
+                position == 0
+                and interpolation in ("nearest", "linear")
+                and step.on_grid(shape, target_affine)
+            ):
+                steps.append((step.control_points, step.shape, step.affine))
+            else:
+                steps.append((step.dense(), step.affine))
+        elif isinstance(step, tuple):
+            steps.append(
+                (np.ascontiguousarray(step[0], np.float32), np.asarray(step[1], np.float64))
+            )
+        else:
+            steps.append(np.ascontiguousarray(step, np.float64))
+    return steps
+
 
 #: Interpolations the Rust kernel implements; others go through SimpleITK.
 NATIVE_INTERPOLATIONS = ("nearest", "linear", "bspline", "label")
@@ -143,15 +217,10 @@ def warp_tensor(
         fills = [float(v) for v in fill]
     affine = np.asarray(affine, dtype=np.float64)
     target_affine = np.asarray(target_affine, dtype=np.float64)
-    steps: list[Any] = []
-    for step in chain:
-        if isinstance(step, tuple):
-            steps.append(
-                (np.ascontiguousarray(step[0], np.float32), np.asarray(step[1], np.float64))
-            )
-        else:
-            steps.append(np.ascontiguousarray(step, np.float64))
     shape3 = (int(shape[0]), int(shape[1]), int(shape[2]))
+    # SimpleITK's interpolators take every field densely ("sinc" never matches).
+    native_name = interpolation if interpolation in NATIVE_INTERPOLATIONS else "sinc"
+    steps = _native_steps(chain, shape3, target_affine, native_name)
     if interpolation in NATIVE_INTERPOLATIONS:
         result = native().warp(array, affine, shape3, target_affine, steps, interpolation, fills)
     else:

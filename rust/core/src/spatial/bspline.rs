@@ -12,8 +12,8 @@
 //! get zero displacement (ITK returns them unchanged).
 //!
 //! Evaluation is separable: per axis, every voxel index has 4 weights and a
-//! start index; the tensor product is contracted one axis at a time (K, then
-//! I, then J), so the cost is about 12 multiply-adds per output voxel and component.
+//! start index; the tensor product is contracted one axis at a time (K once
+//! per grid, then I per plane, then J per row), so the cost is about 12 multiply-adds per output voxel and component.
 
 use ndarray::{Array4, ArrayView4};
 use rayon::prelude::*;
@@ -50,6 +50,183 @@ fn axis_supports(size: usize, points: usize) -> Vec<AxisSupport> {
         .collect()
 }
 
+/// `sum_c w[c] s[c]`, accumulated from zero in order (every evaluation path
+/// shares it, so they agree bit for bit).
+#[inline(always)]
+fn blend4(w: [f64; 4], s: [f64; 4]) -> f64 {
+    let mut sum = 0.0;
+    for c in 0..4 {
+        sum += w[c] * s[c];
+    }
+    sum
+}
+
+/// A control grid prepared for evaluation on the voxels of one image: the
+/// per-axis supports and the grid already contracted along K. Dense fields
+/// ([`bspline_field`]) and the warp's on-the-fly rows both evaluate through
+/// [`BSplineGrid::plane_rows`] and [`BSplineGrid::row`], so their
+/// displacements are bit-identical.
+#[derive(Debug, Clone)]
+pub struct BSplineGrid {
+    shape: [usize; 3],
+    n1: usize,
+    support_i: Vec<AxisSupport>,
+    support_j: Vec<AxisSupport>,
+    /// `t1[a][b][d][k] = sum_c w_k[c] * coef[a, b, start_k + c, d]`.
+    t1: Vec<f64>,
+}
+
+impl BSplineGrid {
+    /// Prepares `coefficients` `(n0, n1, n2, 3)` (displacements in mm, world
+    /// components) for an image of spatial `shape`, with
+    /// `sitk.BSplineTransformInitializer` conventions.
+    ///
+    /// # Errors
+    /// Fewer than 4 control points along an axis, a last axis that is not 3,
+    /// an empty shape, or non-finite coefficients.
+    pub fn new(coefficients: ArrayView4<'_, f64>, shape: [usize; 3]) -> Result<Self> {
+        let (n0, n1, n2, components) = coefficients.dim();
+        if components != 3 || n0 < 4 || n1 < 4 || n2 < 4 {
+            return Err(Error::Shape(format!(
+                "control points must have shape (n0, n1, n2, 3) with every n >= 4, got {:?}",
+                coefficients.shape()
+            )));
+        }
+        if shape.contains(&0) {
+            return Err(Error::Empty(format!(
+                "image shape {shape:?} holds no voxels"
+            )));
+        }
+        if coefficients.iter().any(|v| !v.is_finite()) {
+            return Err(Error::InvalidArgument(
+                "control points contain NaN or infinite values".into(),
+            ));
+        }
+        let [ni, nj, nk] = shape;
+        let support_k = axis_supports(nk, n2);
+        let mut t1 = vec![0.0f64; n0 * n1 * 3 * nk];
+        for a in 0..n0 {
+            for b in 0..n1 {
+                for d in 0..3 {
+                    let row = &mut t1[((a * n1 + b) * 3 + d) * nk..][..nk];
+                    for (k, value) in row.iter_mut().enumerate() {
+                        if let Some((start, w)) = support_k[k] {
+                            *value = (0..4)
+                                .map(|c| w[c] * coefficients[[a, b, start + c, d]])
+                                .sum();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            shape,
+            n1,
+            support_i: axis_supports(ni, n0),
+            support_j: axis_supports(nj, n1),
+            t1,
+        })
+    }
+
+    /// Spatial shape of the image the grid is evaluated on.
+    pub fn shape(&self) -> [usize; 3] {
+        self.shape
+    }
+
+    /// Length of the scratch [`plane_rows`](Self::plane_rows) fills.
+    pub fn plane_len(&self) -> usize {
+        self.n1 * 3 * self.shape[2]
+    }
+
+    /// Contracts the grid along I for output plane `i`:
+    /// `rows[b][d][k] = sum_a w_i[a] t1[start_i + a][b][d][k]`. Returns false
+    /// (and leaves `rows` alone) if the plane has zero displacement.
+    pub fn plane_rows(&self, i: usize, rows: &mut [f64]) -> bool {
+        let Some((start_i, w)) = self.support_i[i] else {
+            return false;
+        };
+        let block = self.plane_len();
+        let src = |a: usize| &self.t1[(start_i + a) * block..][..block];
+        let (s0, s1, s2, s3) = (src(0), src(1), src(2), src(3));
+        for (k, out) in rows[..block].iter_mut().enumerate() {
+            *out = blend4(w, [s0[k], s1[k], s2[k], s3[k]]);
+        }
+        true
+    }
+
+    /// Displacement component `d` along row `j` of a plane whose
+    /// [`plane_rows`](Self::plane_rows) are `rows`, rounded to float32 like a
+    /// dense field. Returns false (and leaves `out` alone) if the row has zero
+    /// displacement.
+    pub fn row(&self, rows: &[f64], j: usize, d: usize, out: &mut [f32]) -> bool {
+        let Some((start_j, w)) = self.support_j[j] else {
+            return false;
+        };
+        let nk = self.shape[2];
+        let src = |b: usize| &rows[((start_j + b) * 3 + d) * nk..][..nk];
+        let (s0, s1, s2, s3) = (src(0), src(1), src(2), src(3));
+        for (k, value) in out[..nk].iter_mut().enumerate() {
+            *value = blend4(w, [s0[k], s1[k], s2[k], s3[k]]) as f32;
+        }
+        true
+    }
+
+    /// The displacement at voxel `index`, with the arithmetic of
+    /// [`plane_rows`](Self::plane_rows) and [`row`](Self::row) (so equal to the
+    /// dense field's value there), widened back to float64.
+    pub fn at_voxel(&self, index: [usize; 3]) -> [f64; 3] {
+        let [i, j, k] = index;
+        let (Some((start_i, w_i)), Some((start_j, w_j))) = (self.support_i[i], self.support_j[j])
+        else {
+            return [0.0; 3];
+        };
+        let nk = self.shape[2];
+        let block = self.plane_len();
+        let mut out = [0.0; 3];
+        for (d, value) in out.iter_mut().enumerate() {
+            let row = |b: usize| {
+                let at =
+                    |a: usize| self.t1[(start_i + a) * block + ((start_j + b) * 3 + d) * nk + k];
+                blend4(w_i, [at(0), at(1), at(2), at(3)])
+            };
+            *value = blend4(w_j, [row(0), row(1), row(2), row(3)]) as f32 as f64;
+        }
+        out
+    }
+
+    /// Evaluates the grid into a dense `(3, I, J, K)` `f32` field.
+    pub fn dense(&self) -> Result<Array4<f32>> {
+        let [ni, nj, nk] = self.shape;
+        let plane = nj * nk;
+        let mut field = Array4::<f32>::zeros((3, ni, nj, nk));
+        let Some(buffer) = field.as_slice_mut() else {
+            return Err(Error::Shape(
+                "freshly allocated output is not contiguous".into(),
+            ));
+        };
+        // One task per output I plane of the 3 components; the I contraction
+        // (a few kilobytes) stays in L1 and the J one writes the output rows,
+        // so writing the field is the only large memory traffic.
+        split_planes(buffer, 3, plane)
+            .into_par_iter()
+            .enumerate()
+            .for_each_init(
+                || vec![0.0f64; self.plane_len()],
+                |rows, (i, mut planes)| {
+                    if !self.plane_rows(i, rows) {
+                        return;
+                    }
+                    for (d, out) in planes.iter_mut().enumerate() {
+                        for (j, out_row) in out.chunks_mut(nk).enumerate() {
+                            self.row(rows, j, d, out_row);
+                        }
+                    }
+                },
+            );
+        Ok(field)
+    }
+}
+
 /// Evaluates the control grid `coefficients` `(n0, n1, n2, 3)` (displacements
 /// in mm, world components) into a dense `(3, I, J, K)` `f32` field on an image
 /// of spatial `shape`, with `sitk.BSplineTransformInitializer` conventions.
@@ -58,96 +235,7 @@ fn axis_supports(size: usize, points: usize) -> Vec<AxisSupport> {
 /// Fewer than 4 control points along an axis, a last axis that is not 3, an
 /// empty shape, or non-finite coefficients.
 pub fn bspline_field(coefficients: ArrayView4<'_, f64>, shape: [usize; 3]) -> Result<Array4<f32>> {
-    let dims = coefficients.dim();
-    let (n0, n1, n2, components) = dims;
-    if components != 3 || n0 < 4 || n1 < 4 || n2 < 4 {
-        return Err(Error::Shape(format!(
-            "control points must have shape (n0, n1, n2, 3) with every n >= 4, got {:?}",
-            coefficients.shape()
-        )));
-    }
-    if shape.contains(&0) {
-        return Err(Error::Empty(format!(
-            "image shape {shape:?} holds no voxels"
-        )));
-    }
-    if coefficients.iter().any(|v| !v.is_finite()) {
-        return Err(Error::InvalidArgument(
-            "control points contain NaN or infinite values".into(),
-        ));
-    }
-    let [ni, nj, nk] = shape;
-    let support_i = axis_supports(ni, n0);
-    let support_j = axis_supports(nj, n1);
-    let support_k = axis_supports(nk, n2);
-
-    // Stage 1, along K: t1[a][b][d][k] = sum_c w_k[c] * coef[a, b, start_k + c, d].
-    let mut t1 = vec![0.0f64; n0 * n1 * 3 * nk];
-    for a in 0..n0 {
-        for b in 0..n1 {
-            for d in 0..3 {
-                let row = &mut t1[((a * n1 + b) * 3 + d) * nk..][..nk];
-                for (k, value) in row.iter_mut().enumerate() {
-                    if let Some((start, w)) = support_k[k] {
-                        *value = (0..4)
-                            .map(|c| w[c] * coefficients[[a, b, start + c, d]])
-                            .sum();
-                    }
-                }
-            }
-        }
-    }
-    // Stages 2 and 3, one task per output I plane of the 3 components. Along I:
-    // row[b][d][k] = sum_a w_i[a] * t1[start_i + a][b][d][k], a few kilobytes that
-    // stay in L1; then along J, straight into the output rows. Contracting I
-    // before J keeps every intermediate per plane, so the only large memory
-    // traffic is writing the field itself.
-    let plane = nj * nk;
-    let mut field = Array4::<f32>::zeros((3, ni, nj, nk));
-    let Some(buffer) = field.as_slice_mut() else {
-        return Err(Error::Shape(
-            "freshly allocated output is not contiguous".into(),
-        ));
-    };
-    let block = n1 * 3 * nk;
-    split_planes(buffer, 3, plane)
-        .into_par_iter()
-        .enumerate()
-        .for_each_init(
-            || (vec![0.0f64; block], vec![0.0f64; nk]),
-            |(rows, accumulator), (i, mut planes)| {
-                let Some((start_i, w_i)) = support_i[i] else {
-                    return;
-                };
-                rows.iter_mut().for_each(|v| *v = 0.0);
-                for (a, &weight) in w_i.iter().enumerate() {
-                    let src = &t1[(start_i + a) * block..][..block];
-                    rows.iter_mut()
-                        .zip(src)
-                        .for_each(|(o, &s)| *o += weight * s);
-                }
-                for (d, out) in planes.iter_mut().enumerate() {
-                    for (j, out_row) in out.chunks_mut(nk).enumerate() {
-                        let Some((start_j, w_j)) = support_j[j] else {
-                            continue;
-                        };
-                        accumulator.iter_mut().for_each(|v| *v = 0.0);
-                        for (b, &weight) in w_j.iter().enumerate() {
-                            let src = &rows[((start_j + b) * 3 + d) * nk..][..nk];
-                            accumulator
-                                .iter_mut()
-                                .zip(src)
-                                .for_each(|(o, &s)| *o += weight * s);
-                        }
-                        out_row
-                            .iter_mut()
-                            .zip(accumulator.iter())
-                            .for_each(|(o, &s)| *o = s as f32);
-                    }
-                }
-            },
-        );
-    Ok(field)
+    BSplineGrid::new(coefficients, shape)?.dense()
 }
 
 #[cfg(test)]

@@ -11,10 +11,11 @@ use rayon::prelude::*;
 
 use crate::affine;
 use crate::error::{Error, Result};
+use crate::spatial::bspline::BSplineGrid;
 use crate::spatial::displacement::split_planes;
 #[cfg(target_arch = "x86_64")]
 use crate::spatial::simd;
-use crate::spatial::warp::{convert, Plan, Source};
+use crate::spatial::warp::{convert, Displacement, Plan, Source};
 use crate::volume::Voxel;
 
 /// Floating type of interpolation weights and sums: `f32` for `f32` volumes
@@ -73,6 +74,41 @@ struct RowScratch<W> {
     valid: Vec<bool>,
     /// Points a vector kernel already finished (see [`simd`]).
     done: Vec<bool>,
+    lazy: LazyRows,
+}
+
+/// Scratch of a first field evaluated on the fly ([`Displacement::Lazy`]):
+/// the grid contracted for the current plane, and the current row's
+/// displacements.
+struct LazyRows {
+    /// `(plane, whether it has any displacement)` that `rows` holds.
+    plane: Option<(usize, bool)>,
+    rows: Vec<f64>,
+    u: [Vec<f32>; 3],
+}
+
+impl LazyRows {
+    /// The displacements of output row `(i, j)`, or `None` where they are zero.
+    fn row(&mut self, grid: &BSplineGrid, i: usize, j: usize) -> Option<&[Vec<f32>; 3]> {
+        let active = match self.plane {
+            Some((plane, active)) if plane == i => active,
+            _ => {
+                self.rows.resize(grid.plane_len(), 0.0);
+                let active = grid.plane_rows(i, &mut self.rows);
+                self.plane = Some((i, active));
+                active
+            }
+        };
+        if !active {
+            return None;
+        }
+        for d in 0..3 {
+            if !grid.row(&self.rows, j, d, &mut self.u[d]) {
+                return None;
+            }
+        }
+        Some(&self.u)
+    }
 }
 
 impl<W: Real> RowScratch<W> {
@@ -87,13 +123,24 @@ impl<W: Real> RowScratch<W> {
             ],
             valid: vec![false; n],
             done: vec![false; n],
+            lazy: LazyRows {
+                plane: None,
+                rows: Vec::new(),
+                u: [vec![0.0; n], vec![0.0; n], vec![0.0; n]],
+            },
         }
     }
 }
 
 /// Input continuous indices of the output row `(i, j, 0..nk)`.
 #[inline(always)]
-fn row_coordinates(plan: &Plan<'_>, i: usize, j: usize, x: &mut [Vec<f64>; 3]) {
+fn row_coordinates(
+    plan: &Plan<'_>,
+    i: usize,
+    j: usize,
+    x: &mut [Vec<f64>; 3],
+    lazy: &mut LazyRows,
+) {
     let (fi, fj) = (i as f64, j as f64);
     let [x0, x1, x2] = x;
     if plan.fields.is_empty() {
@@ -110,6 +157,28 @@ fn row_coordinates(plan: &Plan<'_>, i: usize, j: usize, x: &mut [Vec<f64>; 3]) {
             *a = base[0] + fk * step[0];
             *b = base[1] + fk * step[1];
             *c = base[2] + fk * step[2];
+        }
+    } else if let Some((Displacement::Lazy(grid), matrix)) = plan.fields.first() {
+        // The first field evaluated for the whole row at once, then as `Plan::map`.
+        let u = lazy.row(grid, i, j);
+        for (k, ((a, b), c)) in x0
+            .iter_mut()
+            .zip(x1.iter_mut())
+            .zip(x2.iter_mut())
+            .enumerate()
+        {
+            let mut p = affine::apply(&plan.head, [fi, fj, k as f64]);
+            if let Some([u0, u1, u2]) = u {
+                p = [
+                    p[0] + u0[k] as f64,
+                    p[1] + u1[k] as f64,
+                    p[2] + u2[k] as f64,
+                ];
+            }
+            let p = plan.map_from(affine::apply(matrix, p), [i, j, k], 1);
+            *a = p[0];
+            *b = p[1];
+            *c = p[2];
         }
     } else {
         for (k, ((a, b), c)) in x0
@@ -391,7 +460,7 @@ fn plane_body<T: Voxel, W: Real>(
     let nk = scratch.offsets.len();
     let (source, fill, vector) = (job.source, job.fill, job.vector);
     for j in 0..nj {
-        row_coordinates(job.plan, i, j, &mut scratch.x);
+        row_coordinates(job.plan, i, j, &mut scratch.x, &mut scratch.lazy);
         match job.mode {
             RowMode::Nearest => nearest_row(source, fill, scratch, planes, j * nk, vector),
             RowMode::Linear => {

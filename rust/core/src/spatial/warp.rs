@@ -20,6 +20,7 @@ use rayon::prelude::*;
 
 use crate::affine::{self, Matrix4, IDENTITY};
 use crate::error::{Error, Result};
+use crate::spatial::bspline::BSplineGrid;
 use crate::spatial::displacement::{split_planes, FieldSampler};
 use crate::spatial::interpolation::{
     bspline_coefficients, bspline_support, fast_floor, inside, linear_neighbours, nearest_index,
@@ -39,6 +40,37 @@ pub enum Step<'a> {
         /// Voxel -> world affine of the field's grid.
         affine: Matrix4,
     },
+    /// The displacement field of a cubic B-spline control grid on an image grid,
+    /// as [`bspline_field`](crate::spatial::bspline::bspline_field) evaluates
+    /// it. When it is the chain's first field and lies on the target grid, rows
+    /// of nearest and linear warps evaluate it on the fly (bit-identical, without
+    /// a dense field in memory); otherwise it is evaluated densely first.
+    BSpline {
+        /// `(n0, n1, n2, 3)` control-point displacements (voxel axes, RAS mm).
+        coefficients: ArrayView4<'a, f64>,
+        /// Spatial shape of the image grid.
+        shape: [usize; 3],
+        /// Voxel -> world affine of the image grid.
+        affine: Matrix4,
+    },
+}
+
+/// A chain step with its B-spline resolved: dense, or evaluated on the fly.
+enum Resolved<'a> {
+    Affine(Matrix4),
+    Field(ArrayView4<'a, f32>, Matrix4),
+    Lazy(&'a BSplineGrid),
+}
+
+/// Where a field step's displacements come from.
+// A plan holds one per field: their size is irrelevant, and boxing the large
+// variant would add an indirection to every voxel's lookup.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Displacement<'a> {
+    /// A dense field, interpolated (or read at voxels when on the output grid).
+    Dense(FieldSampler<'a>),
+    /// A B-spline grid on the output grid, evaluated at output voxels.
+    Lazy(&'a BSplineGrid),
 }
 
 /// A target grid: spatial shape and voxel -> world affine.
@@ -55,7 +87,7 @@ pub struct Grid {
 /// field displaces the point and its matrix carries it on.
 pub(super) struct Plan<'a> {
     pub(super) head: Matrix4,
-    pub(super) fields: Vec<(FieldSampler<'a>, Matrix4)>,
+    pub(super) fields: Vec<(Displacement<'a>, Matrix4)>,
     /// The first field lies on the output grid itself (the usual elastic
     /// case): its displacement at output voxel `v` is read, not interpolated.
     direct_first: bool,
@@ -64,12 +96,19 @@ pub(super) struct Plan<'a> {
 impl Plan<'_> {
     #[inline(always)]
     pub(super) fn map(&self, v: [f64; 3], index: [usize; 3]) -> [f64; 3] {
-        let mut p = affine::apply(&self.head, v);
-        for (position, (sampler, matrix)) in self.fields.iter().enumerate() {
-            let u = if position == 0 && self.direct_first {
-                sampler.at_voxel(index[0], index[1], index[2])
-            } else {
-                sampler.displacement(p)
+        self.map_from(affine::apply(&self.head, v), index, 0)
+    }
+
+    /// Carries `p`, the point before field `first`, through the rest of the chain.
+    #[inline(always)]
+    pub(super) fn map_from(&self, mut p: [f64; 3], index: [usize; 3], first: usize) -> [f64; 3] {
+        for (position, (source, matrix)) in self.fields.iter().enumerate().skip(first) {
+            let u = match source {
+                Displacement::Dense(sampler) if position == 0 && self.direct_first => {
+                    sampler.at_voxel(index[0], index[1], index[2])
+                }
+                Displacement::Dense(sampler) => sampler.displacement(p),
+                Displacement::Lazy(grid) => grid.at_voxel(index),
             };
             p = affine::apply(matrix, [p[0] + u[0], p[1] + u[1], p[2] + u[2]]);
         }
@@ -77,38 +116,126 @@ impl Plan<'_> {
     }
 }
 
-fn compile<'a>(chain: &'a [Step<'_>], target: &Grid, input_affine: &Matrix4) -> Result<Plan<'a>> {
-    let output_affine = &target.affine;
-    let world_to_input = affine::invert(input_affine)?;
-    // `pending` accumulates the affines seen since the last field.
-    let mut pending = *output_affine;
-    let mut head: Option<Matrix4> = None;
-    let mut fields: Vec<(FieldSampler<'a>, Matrix4)> = Vec::new();
+/// The head of a chain: the output voxel -> world affine followed by the
+/// chain's affines up to its first field (all of them if it has none), and
+/// the position of that field.
+fn chain_head(chain: &[Step<'_>], target: &Grid) -> Result<(Matrix4, Option<usize>)> {
+    let mut pending = target.affine;
     for (position, step) in chain.iter().enumerate() {
         match step {
             Step::Affine(m) => {
                 affine::check_affine(m, &format!("transform {position} of the chain"))?;
                 pending = affine::multiply(m, &pending);
             }
-            Step::Field { field, affine } => {
-                let sampler = FieldSampler::new(field, affine)?;
-                match fields.last_mut() {
-                    Some(last) => last.1 = pending,
-                    None => head = Some(pending),
-                }
-                fields.push((sampler, IDENTITY));
-                pending = IDENTITY;
-            }
+            Step::Field { .. } | Step::BSpline { .. } => return Ok((pending, Some(position))),
         }
+    }
+    Ok((pending, None))
+}
+
+/// Prepares every B-spline step's grid, and says which step (if any) the
+/// rows evaluate on the fly: the first field of a nearest or linear warp,
+/// when it lies exactly on the target grid (as dense fields read at voxels).
+fn prepare_bsplines(
+    chain: &[Step<'_>],
+    target: &Grid,
+    interpolation: Interpolation,
+) -> Result<(Vec<Option<BSplineGrid>>, Option<usize>)> {
+    let grids = chain
+        .iter()
+        .map(|step| match step {
+            Step::BSpline {
+                coefficients,
+                shape,
+                ..
+            } => BSplineGrid::new(coefficients.view(), *shape).map(Some),
+            _ => Ok(None),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (head, first_field) = chain_head(chain, target)?;
+    let rows_mode = matches!(
+        interpolation,
+        Interpolation::Nearest | Interpolation::Linear
+    );
+    let lazy = first_field.filter(|&position| {
+        rows_mode
+            && matches!(
+                chain[position],
+                Step::BSpline { shape, affine, .. } if shape == target.shape && affine == head
+            )
+    });
+    Ok((grids, lazy))
+}
+
+/// Resolves the chain's B-spline steps: the lazy one by reference to its
+/// grid, the others into the dense fields `dense` holds.
+fn resolve<'a>(
+    chain: &'a [Step<'_>],
+    grids: &'a [Option<BSplineGrid>],
+    lazy: Option<usize>,
+    dense: &'a [Option<Array4<f32>>],
+) -> Result<Vec<Resolved<'a>>> {
+    chain
+        .iter()
+        .enumerate()
+        .map(|(position, step)| match step {
+            Step::Affine(m) => Ok(Resolved::Affine(*m)),
+            Step::Field { field, affine } => Ok(Resolved::Field(field.view(), *affine)),
+            Step::BSpline { affine, .. } => {
+                if lazy == Some(position) {
+                    if let Some(grid) = &grids[position] {
+                        return Ok(Resolved::Lazy(grid));
+                    }
+                } else if let Some(field) = &dense[position] {
+                    return Ok(Resolved::Field(field.view(), *affine));
+                }
+                Err(Error::InvalidArgument(format!(
+                    "B-spline step {position} of the chain was not prepared"
+                )))
+            }
+        })
+        .collect()
+}
+
+fn compile<'a>(
+    chain: &'a [Resolved<'a>],
+    target: &Grid,
+    input_affine: &Matrix4,
+) -> Result<Plan<'a>> {
+    let output_affine = &target.affine;
+    let world_to_input = affine::invert(input_affine)?;
+    // `pending` accumulates the affines seen since the last field.
+    let mut pending = *output_affine;
+    let mut head: Option<Matrix4> = None;
+    let mut fields: Vec<(Displacement<'a>, Matrix4)> = Vec::new();
+    for (position, step) in chain.iter().enumerate() {
+        let source = match step {
+            Resolved::Affine(m) => {
+                affine::check_affine(m, &format!("transform {position} of the chain"))?;
+                pending = affine::multiply(m, &pending);
+                continue;
+            }
+            Resolved::Field(field, affine) => {
+                Displacement::Dense(FieldSampler::new(field, affine)?)
+            }
+            Resolved::Lazy(grid) => Displacement::Lazy(grid),
+        };
+        match fields.last_mut() {
+            Some(last) => last.1 = pending,
+            None => head = Some(pending),
+        }
+        fields.push((source, IDENTITY));
+        pending = IDENTITY;
     }
     let tail = affine::multiply(&world_to_input, &pending);
     match fields.last_mut() {
         Some(last) => {
             last.1 = tail;
             let head = head.unwrap_or(IDENTITY);
-            let direct_first = fields
-                .first()
-                .is_some_and(|(sampler, _)| sampler.is_on_grid(target.shape, &head));
+            let direct_first = fields.first().is_some_and(|(source, _)| match source {
+                Displacement::Dense(sampler) => sampler.is_on_grid(target.shape, &head),
+                Displacement::Lazy(_) => true,
+            });
             Ok(Plan {
                 head,
                 fields,
@@ -557,7 +684,7 @@ pub fn warp<T: Voxel>(
     }
     affine::check_affine(input_affine, "input affine")?;
     affine::check_affine(&target.affine, "target affine")?;
-    let (channels, ni, nj, nk) = input.dim();
+    let channels = input.dim().0;
     if fill.len() != channels {
         return Err(Error::Shape(format!(
             "fill must have one value per channel ({channels}), got {}",
@@ -569,7 +696,42 @@ pub fn warp<T: Voxel>(
             "fill values must not be NaN, got {fill:?}"
         )));
     }
-    let plan = compile(chain, target, input_affine)?;
+    with_plan(chain, target, input_affine, interpolation, |plan| {
+        resample(input.view(), plan, target.shape, fill, interpolation)
+    })
+}
+
+/// Compiles `chain` (its B-spline steps resolved for `interpolation`) and runs `body` on the plan.
+fn with_plan<R>(
+    chain: &[Step<'_>],
+    target: &Grid,
+    input_affine: &Matrix4,
+    interpolation: Interpolation,
+    body: impl FnOnce(&Plan<'_>) -> Result<R>,
+) -> Result<R> {
+    let (grids, lazy) = prepare_bsplines(chain, target, interpolation)?;
+    let dense = grids
+        .iter()
+        .enumerate()
+        .map(|(position, grid)| match grid {
+            Some(grid) if lazy != Some(position) => grid.dense().map(Some),
+            _ => Ok(None),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let resolved = resolve(chain, &grids, lazy, &dense)?;
+    let plan = compile(&resolved, target, input_affine)?;
+    body(&plan)
+}
+
+/// Runs the sampler of `interpolation` over every voxel of the plan's target grid.
+fn resample<T: Voxel>(
+    input: ArrayView4<'_, T>,
+    plan: &Plan<'_>,
+    shape: [usize; 3],
+    fill: &[f64],
+    interpolation: Interpolation,
+) -> Result<Array4<T>> {
+    let (channels, ni, nj, nk) = input.dim();
     let input = input.as_standard_layout();
     let Some(data) = input.as_slice() else {
         return Err(Error::Shape("input could not be made contiguous".into()));
@@ -580,14 +742,14 @@ pub fn warp<T: Voxel>(
         channel_len: ni * nj * nk,
     };
     let fill: Vec<T> = fill.iter().map(|&v| T::from_f64(v)).collect();
-    let [oi, oj, ok] = target.shape;
+    let [oi, oj, ok] = shape;
     let mut output = zeroed((channels, oi, oj, ok));
     match interpolation {
-        Interpolation::Nearest if axis_aligned(&plan) => {
-            run_nearest_aligned(&source, &fill, &plan, &mut output)?
+        Interpolation::Nearest if axis_aligned(plan) => {
+            run_nearest_aligned(&source, &fill, plan, &mut output)?
         }
-        Interpolation::Linear if axis_aligned(&plan) => {
-            run_linear_aligned(&source, &fill, &plan, &mut output)?
+        Interpolation::Linear if axis_aligned(plan) => {
+            run_linear_aligned(&source, &fill, plan, &mut output)?
         }
         Interpolation::Nearest | Interpolation::Linear => {
             let mode = if interpolation == Interpolation::Nearest {
@@ -596,12 +758,12 @@ pub fn warp<T: Voxel>(
                 RowMode::Linear
             };
             if T::IS_FLOAT && std::mem::size_of::<T>() == 4 {
-                run_rows::<T, f32>(mode, &source, &fill, &plan, &mut output, true)?
+                run_rows::<T, f32>(mode, &source, &fill, plan, &mut output, true)?
             } else {
-                run_rows::<T, f64>(mode, &source, &fill, &plan, &mut output, true)?
+                run_rows::<T, f64>(mode, &source, &fill, plan, &mut output, true)?
             }
         }
-        Interpolation::Label => run(&Label { source, fill }, &plan, &mut output)?,
+        Interpolation::Label => run(&Label { source, fill }, plan, &mut output)?,
         Interpolation::BSpline => {
             if T::IS_FLOAT && std::mem::size_of::<T>() == 4 {
                 let coefficients = input
@@ -613,7 +775,7 @@ pub fn warp<T: Voxel>(
                     coefficients,
                     fill,
                 };
-                run(&sampler, &plan, &mut output)?;
+                run(&sampler, plan, &mut output)?;
             } else {
                 let coefficients = input
                     .axis_iter(Axis(0))
@@ -624,7 +786,7 @@ pub fn warp<T: Voxel>(
                     coefficients,
                     fill,
                 };
-                run(&sampler, &plan, &mut output)?;
+                run(&sampler, plan, &mut output)?;
             }
         }
     }
@@ -976,6 +1138,94 @@ mod tests {
         }
     }
 
+    /// A smooth control grid of displacements up to ~2 mm.
+    fn control_points() -> Array4<f64> {
+        Array4::from_shape_fn((5, 6, 7, 3), |(a, b, c, d)| {
+            (((a * 31 + b * 17 + c * 7 + d * 3) % 19) as f64 - 9.0) * 0.2
+        })
+    }
+
+    #[test]
+    fn bspline_steps_equal_their_dense_fields_bit_for_bit() {
+        let volume = ramp((2, 13, 11, 17));
+        let labels = volume.mapv(|v| (v as i16) % 5);
+        let affine = oblique();
+        let points = control_points();
+        let shape = [13, 11, 17];
+        let field = crate::spatial::bspline::bspline_field(points.view(), shape).unwrap();
+        let grid = grid_like(&volume, affine);
+        let rotation = affine::multiply(&translation([0.4, -0.3, 0.2]), &oblique());
+        // On the output grid first (evaluated per row), then displaced again by
+        // an affine; and off the grid (after an affine: evaluated densely).
+        let chains = |dense: bool| -> Vec<Vec<Step<'_>>> {
+            let step = || {
+                if dense {
+                    Step::Field {
+                        field: field.view(),
+                        affine,
+                    }
+                } else {
+                    Step::BSpline {
+                        coefficients: points.view(),
+                        shape,
+                        affine,
+                    }
+                }
+            };
+            vec![
+                vec![step()],
+                vec![step(), Step::Affine(rotation)],
+                vec![Step::Affine(rotation), step()],
+            ]
+        };
+        let (lazy, dense) = (chains(false), chains(true));
+        for mode in [
+            Interpolation::Nearest,
+            Interpolation::Linear,
+            Interpolation::BSpline,
+            Interpolation::Label,
+        ] {
+            for (a, b) in lazy.iter().zip(&dense) {
+                let fill = [-1.0, -2.0];
+                let ours = warp(volume.view(), &affine, &grid, a, mode, &fill).unwrap();
+                let theirs = warp(volume.view(), &affine, &grid, b, mode, &fill).unwrap();
+                assert_eq!(ours, theirs, "{mode:?}");
+                let ours = warp(labels.view(), &affine, &grid, a, mode, &fill).unwrap();
+                let theirs = warp(labels.view(), &affine, &grid, b, mode, &fill).unwrap();
+                assert_eq!(ours, theirs, "{mode:?}");
+            }
+        }
+        // The deformation is real: the warped volume differs from the input.
+        let moved = warp(
+            volume.view(),
+            &affine,
+            &grid,
+            &lazy[0],
+            Interpolation::Linear,
+            &[0.0, 0.0],
+        )
+        .unwrap();
+        assert!(moved != volume);
+    }
+
+    #[test]
+    fn bspline_grid_at_voxel_equals_the_dense_field() {
+        let points = control_points();
+        let shape = [9, 12, 10];
+        let grid = BSplineGrid::new(points.view(), shape).unwrap();
+        let field = grid.dense().unwrap();
+        for i in 0..9 {
+            for j in 0..12 {
+                for k in 0..10 {
+                    let u = grid.at_voxel([i, j, k]);
+                    for d in 0..3 {
+                        assert_eq!(u[d], field[[d, i, j, k]] as f64);
+                    }
+                }
+            }
+        }
+    }
+
     /// Resamples with the row kernels directly, with or without the vector ones.
     fn rows_with<T: Voxel>(
         volume: &Array4<T>,
@@ -984,8 +1234,24 @@ mod tests {
         mode: RowMode,
         allow_vector: bool,
     ) -> Array4<T> {
+        let interpolation = match mode {
+            RowMode::Nearest => Interpolation::Nearest,
+            RowMode::Linear => Interpolation::Linear,
+        };
+        with_plan(chain, grid, &IDENTITY, interpolation, |plan| {
+            Ok(run_rows_on(volume, grid, plan, mode, allow_vector))
+        })
+        .unwrap()
+    }
+
+    fn run_rows_on<T: Voxel>(
+        volume: &Array4<T>,
+        grid: &Grid,
+        plan: &Plan<'_>,
+        mode: RowMode,
+        allow_vector: bool,
+    ) -> Array4<T> {
         let (c, ni, nj, nk) = volume.dim();
-        let plan = compile(chain, grid, &IDENTITY).unwrap();
         let source = Source {
             data: volume.as_slice().unwrap(),
             dims: [ni, nj, nk],
@@ -995,9 +1261,9 @@ mod tests {
         let [oi, oj, ok] = grid.shape;
         let mut output = zeroed((c, oi, oj, ok));
         if T::IS_FLOAT && std::mem::size_of::<T>() == 4 {
-            run_rows::<T, f32>(mode, &source, &fill, &plan, &mut output, allow_vector).unwrap();
+            run_rows::<T, f32>(mode, &source, &fill, plan, &mut output, allow_vector).unwrap();
         } else {
-            run_rows::<T, f64>(mode, &source, &fill, &plan, &mut output, allow_vector).unwrap();
+            run_rows::<T, f64>(mode, &source, &fill, plan, &mut output, allow_vector).unwrap();
         }
         output
     }
