@@ -333,3 +333,18 @@ def test_grid_results_do_not_depend_on_the_thread_count(mode) -> None:
     finally:
         tio.set_num_threads(None)
     assert torch.equal(results[0], results[1])
+
+
+def test_recycled_batches_through_worker_processes() -> None:
+    tensor = _volume((20, 18, 16), 1)
+    subject = tio.Subject(image=tio.ScalarImage(tensor=tensor))
+    sampler = tio.GridSampler(subject, (8, 7, 6), (2, 2, 2))
+    aggregator = tio.GridAggregator(sampler, overlap_mode="average")
+    loader = tio.SubjectsLoader(sampler, batch_size=4, num_workers=2)
+    kept = []
+    for batch in loader:
+        kept.append(batch["image"][tio.DATA])
+        aggregator.add_batch(batch["image"][tio.DATA], batch[tio.LOCATION])
+    expected = torch.stack([sampler[i]["image"].data for i in range(len(sampler))])
+    assert torch.equal(torch.cat(kept), expected)
+    assert torch.equal(aggregator.get_output_tensor(), tensor)
