@@ -140,6 +140,11 @@ class GridAggregator:
         int64 outputs are cast to int32 with a warning, as TorchIO does; averaged
         outputs are divided by the number (or Hann weight) of contributions.
 
+        Without padding, the tensor returned shares memory with the aggregator in
+        ``'crop'`` mode (as in TorchIO) and, for a full grid of float patches, in
+        ``'average'`` and ``'hann'`` modes too (divided in place, see
+        :meth:`_divide_by_weights`), where batches added afterwards leave it unchanged.
+
         Raises:
             RuntimeError: If no batch was added.
         """
