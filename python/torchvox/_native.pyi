@@ -79,7 +79,10 @@ def extract_patch(
     volume: Volume, start: tuple[int, int, int], size: tuple[int, int, int]
 ) -> Volume: ...
 def extract_patches(
-    volume: Volume, starts: npt.NDArray[np.int64], size: tuple[int, int, int]
+    volume: Volume,
+    starts: npt.NDArray[np.int64],
+    size: tuple[int, int, int],
+    out: Volume | None = None,
 ) -> Volume: ...
 def sample_centres(
     probability_map: npt.NDArray[np.floating] | npt.NDArray[np.uint8],
@@ -111,6 +114,7 @@ def divide_by_grid_weights(
     starts: tuple[list[int], list[int], list[int]],
     patch_shape: tuple[int, int, int],
     mode: str,
+    in_place: bool = False,
 ) -> Volume: ...
 
 # NIfTI-1/2 (h6).

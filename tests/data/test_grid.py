@@ -227,3 +227,124 @@ def test_batched_grid_patches_equal_single_patches() -> None:
     # The collated batch owns its memory: writing to it leaves the subject intact.
     batch["image"][tio.DATA].zero_()
     assert torch.equal(subject["image"].data, tensor)
+
+
+def test_batches_held_by_the_caller_are_never_overwritten() -> None:
+    tensor = _volume((20, 18, 16), 1)
+    subject = tio.Subject(image=tio.ScalarImage(tensor=tensor))
+    sampler = tio.GridSampler(subject, (6, 5, 4), (2, 2, 0))
+    loader = tio.SubjectsLoader(sampler, batch_size=4)
+    kept = [batch["image"][tio.DATA] for batch in loader]
+    expected = torch.stack([sampler[i]["image"].data for i in range(len(sampler))])
+    assert torch.equal(torch.cat(kept), expected)
+    # Dropped batches are recycled: a loop holds at most two at once.
+    pointers = set()
+    for batch in loader:
+        pointers.add(batch["image"][tio.DATA].data_ptr())
+    assert len(pointers) <= 3
+
+
+def test_batch_buffers_follow_dtype_and_size_changes() -> None:
+    tensor = _volume((12, 11, 10), 2)
+    subject = tio.Subject(image=tio.ScalarImage(tensor=tensor))
+    sampler = tio.GridSampler(subject, (6, 5, 4), (2, 2, 0))
+    for indices in ([0, 1, 2], [3], [4, 5, 6, 7], [1, 0]):
+        patches = sampler.__getitems__(indices)
+        for index, patch in zip(indices, patches, strict=True):
+            assert torch.equal(patch["image"].data, sampler[index]["image"].data)
+    sampler.subject["image"].set_data(tensor.to(torch.float64))
+    sampler._arrays = None
+    (patch,) = sampler.__getitems__([2])
+    assert patch["image"].data.dtype == torch.float64
+    assert torch.equal(patch["image"].data, sampler[2]["image"].data)
+
+
+def test_fast_patch_subjects_equal_cropped_subjects() -> None:
+    affine = np.diag([2.0, 1.5, 1.0, 1.0])
+    affine[:3, 3] = [3, -2, 5]
+    tensor = _volume((14, 12, 10), 2)
+    plain = tio.Subject(
+        image=tio.ScalarImage(tensor=tensor, affine=affine),
+        label=tio.LabelMap(tensor=(tensor[:1] > 50).to(torch.uint8), affine=affine),
+        age=45,
+        notes={"site": "a"},
+    )
+    plain = tio.Flip(axes=(0,))(plain)
+    assert plain.applied_transforms
+    # An image with metadata takes the general path; both must agree.
+    general = tio.Subject(image=tio.ScalarImage(tensor=tensor, affine=affine, scanner="x"), age=45)
+    for subject in (plain, general):
+        sampler = tio.GridSampler(subject, (6, 5, 4), (2, 2, 0))
+        indices = [0, 5, len(sampler) - 1]
+        for index, patch in zip(indices, sampler.__getitems__(indices), strict=True):
+            single = tio.data.sampler.sampler.crop_subject(
+                subject, sampler.locations[index][:3], (6, 5, 4), consume_random=False
+            )
+            assert type(patch) is type(single)
+            assert list(patch.keys()) == list(single.keys())
+            assert patch.applied_transforms == single.applied_transforms
+            assert torch.equal(patch["location"], single["location"])
+            for key, value in single.items():
+                if isinstance(value, tio.Image):
+                    assert type(patch[key]) is type(value)
+                    assert list(patch[key].keys()) == list(value.keys())
+                    assert torch.equal(patch[key].data, value.data)
+                    np.testing.assert_array_equal(patch[key].affine, value.affine)
+                    assert patch[key].path == value.path
+                    assert patch[key]["type"] == value["type"]
+                elif key != "location":
+                    assert patch[key] == value
+            if "notes" in patch:
+                assert patch["notes"] is not subject["notes"]
+            assert patch.age == 45
+
+
+@pytest.mark.parametrize("mode", ["average", "hann"])
+def test_batches_added_after_the_output_was_read(mode) -> None:
+    # The output of a full grid is divided in place and returned; adding more
+    # afterwards must rebuild the sum and leave the returned tensor untouched.
+    tensor = _volume((10, 10, 10), 1)
+    outputs = []
+    for module in (tio, torchio):
+        subject = module.Subject(image=module.ScalarImage(tensor=tensor.clone()))
+        sampler = module.GridSampler(subject, 6, 2)
+        aggregator = module.GridAggregator(sampler, overlap_mode=mode)
+        _add_patches(aggregator, sampler, range(len(sampler)), lambda batch: batch)
+        first = aggregator.get_output_tensor()
+        kept = first.clone()
+        again = aggregator.get_output_tensor()
+        torch.testing.assert_close(again, kept, rtol=0, atol=0)
+        _add_patches(aggregator, sampler, [0], lambda batch: batch + 10)
+        outputs.append(aggregator.get_output_tensor())
+        assert torch.equal(first, kept)
+    ours, theirs = outputs
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["crop", "average", "hann"])
+def test_grid_results_do_not_depend_on_the_thread_count(mode) -> None:
+    tensor = _volume((23, 21, 19), 2)
+    results = []
+    try:
+        for threads in (1, 2):
+            tio.set_num_threads(threads)
+            output, _ = _aggregate(tio, tensor, (8, 7, 6), (4, 2, 2), mode)
+            results.append(output)
+    finally:
+        tio.set_num_threads(None)
+    assert torch.equal(results[0], results[1])
+
+
+def test_recycled_batches_through_worker_processes() -> None:
+    tensor = _volume((20, 18, 16), 1)
+    subject = tio.Subject(image=tio.ScalarImage(tensor=tensor))
+    sampler = tio.GridSampler(subject, (8, 7, 6), (2, 2, 2))
+    aggregator = tio.GridAggregator(sampler, overlap_mode="average")
+    loader = tio.SubjectsLoader(sampler, batch_size=4, num_workers=2)
+    kept = []
+    for batch in loader:
+        kept.append(batch["image"][tio.DATA])
+        aggregator.add_batch(batch["image"][tio.DATA], batch[tio.LOCATION])
+    expected = torch.stack([sampler[i]["image"].data for i in range(len(sampler))])
+    assert torch.equal(torch.cat(kept), expected)
+    assert torch.equal(aggregator.get_output_tensor(), tensor)

@@ -279,3 +279,46 @@ def test_grid_weights_bad_input() -> None:
         native().divide_by_grid_weights(summed, ([0, 6], [0], [0]), (4, 4, 4), "average")
     with pytest.raises(TypeError, match="float32 or float64"):
         native().divide_by_grid_weights(summed.astype(np.int32), starts, (4, 4, 4), "average")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_extract_patches_into_a_buffer(dtype: type) -> None:
+    volume = _volume((2, 12, 11, 10), dtype)
+    starts = np.array([[0, 0, 0], [4, 5, 6], [7, 1, 3]], np.int64)
+    expected = native().extract_patches(volume, starts, (5, 6, 4))
+    buffer = np.full((3, 2, 5, 6, 4), 7, dtype)
+    returned = native().extract_patches(volume, starts, (5, 6, 4), buffer)
+    assert returned is buffer
+    np.testing.assert_array_equal(buffer, expected)
+
+
+def test_extract_patches_into_bad_buffers() -> None:
+    volume = _volume((1, 8, 8, 8))
+    starts = np.array([[0, 0, 0], [4, 4, 4]], np.int64)
+    with pytest.raises(ValueError, match="shape"):
+        native().extract_patches(volume, starts, (4, 4, 4), np.zeros((1, 1, 4, 4, 4), np.float32))
+    with pytest.raises(TypeError, match="dtype"):
+        native().extract_patches(volume, starts, (4, 4, 4), np.zeros((2, 1, 4, 4, 4)))
+    strided = np.zeros((2, 1, 4, 4, 8), np.float32)[..., ::2]
+    with pytest.raises(ValueError, match="contiguous"):
+        native().extract_patches(volume, starts, (4, 4, 4), strided)
+    with pytest.raises(ValueError, match="does not fit"):
+        far = np.array([[5, 0, 0]], np.int64)
+        native().extract_patches(volume, far, (4, 4, 4), np.zeros((1, 1, 4, 4, 4), np.float32))
+
+
+@pytest.mark.parametrize("mode", ["average", "hann"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_grid_weights_divide_in_place_like_a_new_array(mode, dtype) -> None:
+    rng = np.random.default_rng(6)
+    summed = rng.random((2, 13, 11, 9)).astype(dtype)
+    starts = ([0, 4, 8], [0, 3, 7], [0, 2, 4, 6])
+    quotient = native().divide_by_grid_weights(summed, starts, (5, 4, 3), mode)
+    divided = summed.copy()
+    returned = native().divide_by_grid_weights(divided, starts, (5, 4, 3), mode, in_place=True)
+    assert returned is divided
+    np.testing.assert_array_equal(divided, quotient)
+    with pytest.raises(ValueError, match="contiguous"):
+        native().divide_by_grid_weights(
+            np.asfortranarray(summed), starts, (5, 4, 3), mode, in_place=True
+        )

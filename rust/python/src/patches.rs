@@ -48,17 +48,39 @@ pub fn extract_patch<'py>(
 }
 
 /// Copies `N` patches of one size (corners `starts`, `(N, 3)` int64) into `(N, C, pi, pj, pk)`.
+///
+/// With `out` (a C-contiguous array of that shape and the volume's dtype), the
+/// patches are written into it and `out` is returned, so that a caller can
+/// recycle its batch buffers.
 #[pyfunction]
+#[pyo3(signature = (volume, starts, size, out=None))]
 pub fn extract_patches<'py>(
     py: Python<'py>,
     volume: &Bound<'py, PyAny>,
     starts: PyReadonlyArray2<'py, i64>,
     size: [usize; 3],
+    out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let starts = corners(&starts)?;
     with_volume!(volume, "volume", Ix4, |view: T| {
-        let out = run(py, || extract::extract_patches(view, &starts, size))?;
-        Ok(out.into_pyarray(py).into_any())
+        let Some(out) = out else {
+            let patches = run(py, || extract::extract_patches(view, &starts, size))?;
+            return Ok(patches.into_pyarray(py).into_any());
+        };
+        let typed = out
+            .cast::<PyArray<T, Ix5>>()
+            .map_err(|_| PyTypeError::new_err("out must be a 5D array of the volume's dtype"))?;
+        if !typed.is_c_contiguous() {
+            return Err(not_contiguous("out"));
+        }
+        let mut guard = typed
+            .try_readwrite()
+            .map_err(|e| PyValueError::new_err(format!("out: {e}")))?;
+        let target = guard.as_array_mut();
+        run(py, || {
+            extract::extract_patches_into(view, &starts, size, target)
+        })?;
+        Ok(out.clone())
     })
 }
 
@@ -251,29 +273,48 @@ pub fn aggregate_patches(
 /// Divides an `average`/`hann` aggregation `output` `(C, I, J, K)` (float32 or
 /// float64) by the weights of a full grid of patches of `patch_shape` starting
 /// at every combination of `starts` (three lists of output-space corners),
-/// without a weight volume; returns a new array (NaN where no patch reached).
+/// without a weight volume; returns a new array (NaN where no patch reached),
+/// or, with `in_place`, divides `output` itself (C-contiguous) and returns it.
 #[pyfunction]
+#[pyo3(signature = (output, starts, patch_shape, mode, in_place=false))]
 pub fn divide_by_grid_weights<'py>(
     py: Python<'py>,
     output: &Bound<'py, PyAny>,
     starts: [Vec<usize>; 3],
     patch_shape: [usize; 3],
     mode: &str,
+    in_place: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mode: aggregate::OverlapMode = mode.parse().map_err(crate::boundary::to_py_err)?;
+    let axes = [
+        starts[0].as_slice(),
+        starts[1].as_slice(),
+        starts[2].as_slice(),
+    ];
     macro_rules! divide {
         ($t:ty) => {
             if let Ok(out) = output.cast::<PyArray<$t, Ix4>>() {
+                if in_place {
+                    if !out.is_c_contiguous() {
+                        return Err(not_contiguous("output"));
+                    }
+                    let mut guard = out
+                        .try_readwrite()
+                        .map_err(|e| PyValueError::new_err(format!("output: {e}")))?;
+                    let view = guard.as_array_mut();
+                    let (_, ni, nj, nk) = view.dim();
+                    run(py, || {
+                        let profiles =
+                            aggregate::grid_profiles::<$t>(axes, patch_shape, [ni, nj, nk], mode)?;
+                        aggregate::divide_by_profiles_in_place(view, &profiles)
+                    })?;
+                    return Ok(output.clone());
+                }
                 let guard = out
                     .try_readonly()
                     .map_err(|e| PyValueError::new_err(format!("output: {e}")))?;
                 let view = guard.as_array();
                 let (_, ni, nj, nk) = view.dim();
-                let axes = [
-                    starts[0].as_slice(),
-                    starts[1].as_slice(),
-                    starts[2].as_slice(),
-                ];
                 let result = run(py, || {
                     let profiles =
                         aggregate::grid_profiles::<$t>(axes, patch_shape, [ni, nj, nk], mode)?;

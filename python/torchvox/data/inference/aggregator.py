@@ -63,6 +63,9 @@ class GridAggregator:
         # added in the weighted modes; the weights are derived from them on demand
         # instead of being accumulated voxel by voxel.
         self._weighted_batches: list[tuple[np.ndarray, tuple[int, int, int]]] = []
+        # True once get_output_tensor has divided the float accumulator of a full
+        # grid in place: ``_output_array`` then holds the normalised output.
+        self._normalised = False
 
     @staticmethod
     def _parse_overlap_mode(overlap_mode: str) -> None:
@@ -114,6 +117,8 @@ class GridAggregator:
                 f" of the target location, which is {target_shape}"
             )
         self._initialize(array)
+        if self._normalised:
+            self._restore_sum()
         assert self._output_array is not None
         overlap = tuple(int(v) for v in self.patch_overlap.tolist())
         native().aggregate_patches(
@@ -134,6 +139,11 @@ class GridAggregator:
 
         int64 outputs are cast to int32 with a warning, as TorchIO does; averaged
         outputs are divided by the number (or Hann weight) of contributions.
+
+        Without padding, the tensor returned shares memory with the aggregator in
+        ``'crop'`` mode (as in TorchIO) and, for a full grid of float patches, in
+        ``'average'`` and ``'hann'`` modes too (divided in place, see
+        :meth:`_divide_by_weights`), where batches added afterwards leave it unchanged.
 
         Raises:
             RuntimeError: If no batch was added.
@@ -164,10 +174,33 @@ class GridAggregator:
         has separable weights, divided out natively without a weight volume; any
         other set of locations accumulates one. Integer sums become float32, as
         with :func:`torch.true_divide`.
+
+        A float accumulator of a full grid is divided in place and returned
+        itself: a new 1 mm brain volume costs more to fault in than the whole
+        division. The aggregator then remembers that it holds the quotient, so
+        a repeated call returns it again and a later :meth:`add_batch` first
+        rebuilds the sum in a new array (leaving the returned tensor alone).
         """
-        if not output.is_floating_point():
+        if self._normalised:
+            return output
+        accumulator = output.is_floating_point()
+        if not accumulator:
             output = output.to(torch.get_default_dtype())
         summed = to_numpy(output)
+        grid = self._full_grid()
+        if grid is not None:
+            axes, patch_shape = grid
+            native().divide_by_grid_weights(
+                summed, axes, patch_shape, self.overlap_mode, in_place=True
+            )
+            self._normalised = accumulator
+            return output
+        return torch.true_divide(output, torch.from_numpy(self._weight_volume(summed.dtype)))
+
+    def _full_grid(
+        self,
+    ) -> tuple[tuple[list[int], list[int], list[int]], tuple[int, int, int]] | None:
+        """Per-axis starts and patch shape if the batches added form a full grid."""
         locations = np.concatenate([rows for rows, _ in self._weighted_batches])
         shapes = {shape for _, shape in self._weighted_batches}
         starts = locations[:, :3] // self._downsampling_factor
@@ -177,19 +210,30 @@ class GridAggregator:
             and len(np.unique(starts, axis=0)) == len(starts)
             and int(np.prod([len(a) for a in axis_starts])) == len(starts)
         )
-        if is_full_grid:
-            (patch_shape,) = shapes
-            axes = (
-                axis_starts[0].tolist(),
-                axis_starts[1].tolist(),
-                axis_starts[2].tolist(),
-            )
-            quotient = native().divide_by_grid_weights(summed, axes, patch_shape, self.overlap_mode)
-            return torch.from_numpy(quotient)
-        weights = np.zeros((1, *summed.shape[1:]), dtype=summed.dtype)
+        if not is_full_grid:
+            return None
+        (patch_shape,) = shapes
+        axes = (axis_starts[0].tolist(), axis_starts[1].tolist(), axis_starts[2].tolist())
+        return axes, patch_shape
+
+    def _weight_volume(self, dtype: np.dtype) -> np.ndarray:
+        """The ``(1, I, J, K)`` summed weights of every patch added so far."""
+        assert self._output_array is not None
+        weights = np.zeros((1, *self._output_array.shape[1:]), dtype=dtype)
         for rows, patch_shape in self._weighted_batches:
             self._accumulate_weights(weights, rows, patch_shape)
-        return torch.true_divide(output, torch.from_numpy(weights))
+        return weights
+
+    def _restore_sum(self) -> None:
+        """Replace the normalised output by the weighted sum it was divided from.
+
+        Multiplies back the weights (exact for counts up to rounding of the
+        quotient) into a new array, so the tensor returned earlier is not changed.
+        """
+        assert self._output_array is not None
+        weights = self._weight_volume(self._output_array.dtype)
+        self._output_array = self._output_array * weights
+        self._normalised = False
 
     def _accumulate_weights(
         self, weights: np.ndarray, locations: np.ndarray, patch_shape: tuple[int, int, int]

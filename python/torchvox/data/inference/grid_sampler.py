@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Generator
 
 import numpy as np
@@ -13,6 +14,9 @@ from ..sampler.sampler import PatchSampler, crop_subject, crop_subjects, volume_
 from ..subject import Subject
 
 __all__ = ["GridSampler"]
+
+# Batch arrays kept per image for reuse: a loader loop holds about two batches.
+_POOL_SIZE = 3
 
 
 class GridSampler(PatchSampler, Dataset):
@@ -57,6 +61,9 @@ class GridSampler(PatchSampler, Dataset):
         self.subject = self._pad(subject)
         self.locations = self._compute_locations(self.subject)
         self._arrays: dict[str, np.ndarray] | None = None
+        # Batch arrays handed out earlier, by image name, rewritten once nothing
+        # else refers to them (see _batch_buffer).
+        self._buffers: dict[str, list[np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.locations)
@@ -71,10 +78,41 @@ class GridSampler(PatchSampler, Dataset):
 
         ``DataLoader`` fetches a batch through this method; the patches' data are
         views of one batch tensor per image, which the loader's collation returns
-        as they are instead of stacking copies.
+        as they are instead of stacking copies. That tensor reuses the memory of
+        an earlier batch once nothing refers to it any more.
         """
         corners = [tuple(int(v) for v in self.locations[index][:3]) for index in indices]
-        return crop_subjects(self.subject, corners, self._patch_size_tuple(), self._volume_arrays())
+        arrays = self._volume_arrays()
+        buffers = {
+            name: self._batch_buffer(name, array, len(indices)) for name, array in arrays.items()
+        }
+        return crop_subjects(self.subject, corners, self._patch_size_tuple(), arrays, buffers)
+
+    def _batch_buffer(self, name: str, volume: np.ndarray, count: int) -> np.ndarray:
+        """An ``(count, C, *patch_size)`` array for the patches of image ``name``.
+
+        Writing into memory in use is several times faster than into new pages,
+        which fault in on the first write; so an array of an earlier batch is
+        reused once its reference count shows that only this pool holds it (its
+        tensor, every patch view and any array made from them hold a reference).
+        A loop over a loader keeps about two batches alive, hence the small pool.
+        """
+        shape = (count, volume.shape[0], *self._patch_size_tuple())
+        pool = self._buffers.setdefault(name, [])
+        for index in range(len(pool)):
+            # References: the pool's list and getrefcount's argument.
+            if sys.getrefcount(pool[index]) != 2:
+                continue
+            buffer = pool[index]
+            if buffer.dtype == volume.dtype and buffer.shape[1:] == shape[1:]:
+                if buffer.shape[0] == count:
+                    return buffer
+                if buffer.shape[0] > count:
+                    return buffer[:count]
+        buffer = np.empty(shape, dtype=volume.dtype)
+        if len(pool) < _POOL_SIZE:
+            pool.append(buffer)
+        return buffer
 
     def _volume_arrays(self) -> dict[str, np.ndarray]:
         if self._arrays is None:
@@ -86,6 +124,7 @@ class GridSampler(PatchSampler, Dataset):
         # Worker processes rebuild the arrays from the subject.
         state = dict(self.__dict__)
         state["_arrays"] = None
+        state["_buffers"] = {}
         return state
 
     def __call__(

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from ..._backend import native, to_numpy, to_tensor
-from ...constants import LOCATION
+from ...constants import AFFINE, DATA, LOCATION, PATH, STEM, TYPE
 from ...types import TypeSpatialShape, TypeTripletInt
 from ...utils import to_tuple
-from ..image import PROTECTED_KEYS, Image
+from ..image import PROTECTED_KEYS, Image, LabelMap, ScalarImage
 from ..subject import Subject
 
 __all__ = ["PatchSampler", "RandomSampler", "crop_subject", "crop_subjects", "volume_arrays"]
@@ -125,11 +125,93 @@ def crop_subject(
     return _patch_subject(subject, start, size, patches)
 
 
+def _is_plain_image(image: Image) -> bool:
+    """Whether ``image`` can be cropped by :func:`_patch_image` (no metadata, no checks)."""
+    return (
+        type(image) in (Image, ScalarImage, LabelMap)
+        and not image.check_nans
+        and image._loaded
+        and tuple(dict.keys(image)) == (DATA, AFFINE, PATH, STEM, TYPE)
+    )
+
+
+def _patch_image(image: Image, affine: np.ndarray, patch: torch.Tensor) -> Image:
+    """What :func:`_crop_image` returns for a plain image, without re-parsing it.
+
+    The patch and affine were derived from ``image`` (already parsed), so the
+    new image is assembled from its items and attributes directly.
+    """
+    new = type(image).__new__(type(image))
+    new.__dict__.update(image.__dict__)
+    if isinstance(new.path, list):
+        new.path = list(new.path)
+    for key, value in dict.items(image):
+        dict.__setitem__(new, key, value)
+    dict.__setitem__(new, DATA, patch)
+    dict.__setitem__(new, AFFINE, affine)
+    return new
+
+
+def _patch_subjects(
+    subject: Subject,
+    starts: list[TypeTripletInt],
+    size: TypeTripletInt,
+    batches: dict[str, torch.Tensor],
+) -> list[Subject]:
+    """The subjects of :func:`_patch_subject` for patches ``batches[name][n]`` at ``starts[n]``.
+
+    A plain subject (a ``Subject`` of plain images) takes a fast path that
+    builds the same items, history and attributes without re-validating each
+    patch; their locations are the rows of one ``(N, 6)`` tensor, which
+    :class:`~torchvox.SubjectsLoader` then batches without a copy.
+    """
+    images = subject.get_images_dict(intensity_only=False)
+    if type(subject) is not Subject or not all(_is_plain_image(i) for i in images.values()):
+        return [
+            _patch_subject(
+                subject, start, size, {name: batch[n] for name, batch in batches.items()}
+            )
+            for n, start in enumerate(starts)
+        ]
+    from ...transforms.spatial.crop import Crop
+
+    template = Crop((0,) * 6)
+    arguments = template._get_reproducing_arguments()
+    corner_array = np.asarray(starts, dtype=np.int64).reshape(-1, 3)
+    locations = torch.from_numpy(np.hstack((corner_array, corner_array + np.asarray(size))))
+    shape = subject.spatial_shape
+    history = list(subject.applied_transforms)
+    patches = []
+    for n, start in enumerate(starts):
+        patch = Subject.__new__(Subject)
+        for key, value in subject.items():
+            if key in images:
+                # As in _crop_image: the patch's first voxel sits where `start` was.
+                affine = images[key].affine.copy()
+                origin = np.asarray(start, dtype=np.float64)
+                affine[:3, 3] = affine[:3, :3] @ origin + affine[:3, 3]
+                value = _patch_image(images[key], affine, batches[key][n])
+            else:
+                value = copy.deepcopy(value)
+            dict.__setitem__(patch, key, value)
+        cropping = tuple(
+            int(v)
+            for axis in range(3)
+            for v in (start[axis], shape[axis] - start[axis] - size[axis])
+        )
+        patch.applied_transforms = [*history, (template.name, {**arguments, "cropping": cropping})]
+        dict.__setitem__(patch, LOCATION, locations[n])
+        patch.update_attributes()
+        patches.append(patch)
+    return patches
+
+
 def crop_subjects(
     subject: Subject,
     corners: Sequence[Sequence[int]],
     patch_size: TypeTripletInt | Sequence[int],
     arrays: dict[str, np.ndarray] | None = None,
+    buffers: dict[str, np.ndarray] | None = None,
 ) -> list[Subject]:
     """The patches of :func:`crop_subject` at several corners, copied in one call per image.
 
@@ -142,6 +224,8 @@ def crop_subjects(
         corners: The ``N`` corners ``(i0, j0, k0)``.
         patch_size: Size ``(pi, pj, pk)`` of every patch.
         arrays: See :func:`crop_subject`.
+        buffers: Optional ``(N, C, pi, pj, pk)`` C-contiguous arrays, by image
+            name, that the patches are written into instead of new arrays.
     """
     size = _triplet(patch_size)
     starts = [_triplet(corner) for corner in corners]
@@ -149,15 +233,13 @@ def crop_subjects(
         return []
     if arrays is None:
         arrays = volume_arrays(subject)
+    buffers = {} if buffers is None else buffers
     corner_array = np.asarray(starts, dtype=np.int64).reshape(-1, 3)
     batches = {
-        name: to_tensor(native().extract_patches(array, corner_array, size))
+        name: to_tensor(native().extract_patches(array, corner_array, size, buffers.get(name)))
         for name, array in arrays.items()
     }
-    return [
-        _patch_subject(subject, start, size, {name: batch[n] for name, batch in batches.items()})
-        for n, start in enumerate(starts)
-    ]
+    return _patch_subjects(subject, starts, size, batches)
 
 
 class PatchSampler:

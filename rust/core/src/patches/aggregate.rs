@@ -409,6 +409,47 @@ pub fn grid_profiles<T: Quotient>(
     Ok(profiles)
 }
 
+fn check_profiles<T>(dim: (usize, usize, usize, usize), profiles: &[Vec<T>; 3]) -> Result<()> {
+    let (_, ni, nj, nk) = dim;
+    if [profiles[0].len(), profiles[1].len(), profiles[2].len()] != [ni, nj, nk] {
+        return Err(Error::Shape(format!(
+            "weight profiles of lengths {:?} do not match the output spatial shape {:?}",
+            profiles.each_ref().map(Vec::len),
+            [ni, nj, nk]
+        )));
+    }
+    Ok(())
+}
+
+/// Writes `src / (P0[i] P1[j] P2[k])` into `dst`, one `J x K` plane at output
+/// plane `i`; the weight is formed in the same order in every path, so the
+/// in-place and the copying division agree bit for bit.
+#[inline(always)]
+fn divide_plane<T: Quotient>(dst: &mut [T], src: Option<&[T]>, i: usize, profiles: &[Vec<T>; 3]) {
+    let [p0, p1, p2] = profiles;
+    let nk = p2.len();
+    if nk == 0 {
+        return;
+    }
+    for (j, &wj) in p1.iter().enumerate() {
+        let wij = mul(p0[i], wj);
+        let row = &mut dst[j * nk..(j + 1) * nk];
+        match src {
+            Some(src) => {
+                let src = &src[j * nk..(j + 1) * nk];
+                for ((d, &v), &wk) in row.iter_mut().zip(src).zip(p2) {
+                    *d = v.div(mul(wij, wk));
+                }
+            }
+            None => {
+                for (d, &wk) in row.iter_mut().zip(p2) {
+                    *d = d.div(mul(wij, wk));
+                }
+            }
+        }
+    }
+}
+
 /// `output / (P0[i] P1[j] P2[k])` voxel-wise, into a new `(C, I, J, K)` array,
 /// for the `profiles` of [`grid_profiles`]. Voxels no patch covered have
 /// weight 0 and become NaN, as in a voxel-wise division.
@@ -418,37 +459,48 @@ pub fn divide_by_profiles<T: Quotient>(
     output: ArrayView4<'_, T>,
     profiles: &[Vec<T>; 3],
 ) -> Result<Array4<T>> {
-    let (c, ni, nj, nk) = output.dim();
-    if [profiles[0].len(), profiles[1].len(), profiles[2].len()] != [ni, nj, nk] {
-        return Err(Error::Shape(format!(
-            "weight profiles of lengths {:?} do not match the output spatial shape {:?}",
-            profiles.each_ref().map(Vec::len),
-            [ni, nj, nk]
-        )));
+    check_profiles(output.dim(), profiles)?;
+    let source = output.as_standard_layout();
+    let mut result = zeroed(output.dim());
+    let (_, ni, nj, nk) = output.dim();
+    let plane = nj * nk;
+    let (Some(src), Some(dst)) = (source.as_slice(), result.as_slice_mut()) else {
+        return Err(Error::Shape(
+            "arrays in standard layout are contiguous".into(),
+        ));
+    };
+    if plane == 0 || ni == 0 {
+        return Ok(result);
     }
-    let mut result = zeroed((c, ni, nj, nk));
-    let [p0, p1, p2] = profiles;
-    result
-        .axis_iter_mut(Axis(0))
-        .zip(output.axis_iter(Axis(0)))
-        .for_each(|(mut out_channel, channel)| {
-            out_channel
-                .axis_iter_mut(Axis(0))
-                .into_par_iter()
-                .zip(channel.axis_iter(Axis(0)).into_par_iter())
-                .enumerate()
-                .for_each(|(i, (mut out_plane, plane))| {
-                    for (j, &wj) in p1.iter().enumerate() {
-                        let wij = mul(p0[i], wj);
-                        let mut dst = out_plane.row_mut(j);
-                        let src = plane.row(j);
-                        for ((d, &v), &wk) in dst.iter_mut().zip(src.iter()).zip(p2) {
-                            *d = v.div(mul(wij, wk));
-                        }
-                    }
-                });
-        });
+    dst.par_chunks_mut(plane)
+        .zip(src.par_chunks(plane))
+        .enumerate()
+        .for_each(|(index, (d, s))| divide_plane(d, Some(s), index % ni, profiles));
     Ok(result)
+}
+
+/// [`divide_by_profiles`] in place: `output` (C-contiguous) becomes the
+/// quotient, with no new volume (memory already in use is written several
+/// times faster than fresh pages) and bit-identical values.
+///
+/// Errors: profiles that do not match `output`, or a non-contiguous `output`.
+pub fn divide_by_profiles_in_place<T: Quotient>(
+    mut output: ArrayViewMut4<'_, T>,
+    profiles: &[Vec<T>; 3],
+) -> Result<()> {
+    check_profiles(output.dim(), profiles)?;
+    let (_, ni, nj, nk) = output.dim();
+    let plane = nj * nk;
+    let Some(data) = output.as_slice_mut() else {
+        return Err(Error::Shape("output must be C-contiguous".into()));
+    };
+    if plane == 0 || ni == 0 {
+        return Ok(());
+    }
+    data.par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(index, d)| divide_plane(d, None, index % ni, profiles));
+    Ok(())
 }
 
 /// `a * b` for float voxels (only used in `Hann` mode, which requires floats).
@@ -584,6 +636,9 @@ mod tests {
             )
             .unwrap();
             let divided = divide_by_profiles(sum_only.view(), &profiles).unwrap();
+            let mut in_place = sum_only.clone();
+            divide_by_profiles_in_place(in_place.view_mut(), &profiles).unwrap();
+            assert_eq!(in_place, divided, "{mode:?}: in place differs");
             let expected = &summed / &w;
             let err = (&divided - &expected)
                 .iter()
@@ -597,6 +652,11 @@ mod tests {
         assert!(crop.is_err());
         let short = [vec![1.0f64; 11], vec![1.0; 9], vec![1.0; 6]];
         assert!(divide_by_profiles(v.view(), &short).is_err());
+        let mut copy = v.clone();
+        assert!(divide_by_profiles_in_place(copy.view_mut(), &short).is_err());
+        let mut transposed = v.clone().reversed_axes();
+        let fits = [vec![1.0f64; 9], vec![1.0; 11], vec![1.0; 2]];
+        assert!(divide_by_profiles_in_place(transposed.view_mut(), &fits).is_err());
     }
 
     #[test]
