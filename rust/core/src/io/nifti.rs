@@ -677,10 +677,9 @@ const HEAD_BYTES: usize = 4096;
 /// calling thread: above it the parallel decode of the mapped file wins.
 const DIRECT_MAX_BYTES: usize = 16 << 20;
 
-/// Bound on the slab buffer of a direct read, and on the bytes it reads per
-/// byte of output: a narrow region of wide slices is cheaper to map.
+/// Bound on the slab buffer of a direct read, which also bounds the bytes
+/// read per byte of output: a narrow region of wide slices is cheaper to map.
 const DIRECT_MAX_BUFFER: usize = 4 << 20;
-const DIRECT_MAX_OVERREAD: usize = 4;
 
 /// One positioned read (`pread`), which leaves the file's cursor alone.
 #[cfg(unix)]
@@ -751,11 +750,8 @@ impl Plan {
     fn direct(&self) -> bool {
         let [(i0, i1), (j0, j1), (k0, k1)] = self.layout.region;
         let n = self.voxel_size;
-        let wanted = (i1 - i0) * (j1 - j0) * n;
-        let slab = self.layout.slab_bytes(n);
-        wanted * (k1 - k0) * self.layout.channels <= DIRECT_MAX_BYTES
-            && slab * TILE_K <= DIRECT_MAX_BUFFER
-            && slab <= wanted * DIRECT_MAX_OVERREAD
+        let wanted = (i1 - i0) * (j1 - j0) * (k1 - k0) * n * self.layout.channels;
+        wanted <= DIRECT_MAX_BYTES && self.layout.slab_bytes(n) * TILE_K <= DIRECT_MAX_BUFFER
     }
 }
 
