@@ -109,14 +109,14 @@ def read_nifti_region(
     Raises:
         ValueError: If the region is empty or leaves the volume, or the file is bad.
     """
-    start = [int(v) for v in index_ini]
-    size = [int(v) for v in patch_size]
+    start = tuple(map(int, index_ini))
+    size = tuple(map(int, patch_size))
     if len(start) != 3 or len(size) != 3:
         raise ValueError(f"index_ini and patch_size need 3 values, got {index_ini}, {patch_size}")
-    region = tuple((a, a + n) for a, n in zip(start, size, strict=True))
-    array, affine = native().nifti_read(os.fspath(path), region)
-    affine = affine.copy()
-    affine[:3, 3] = affine[:3, :3] @ np.asarray(start, dtype=np.float64) + affine[:3, 3]
+    (i, j, k), (ni, nj, nk) = start, size
+    array, affine = native().nifti_read(os.fspath(path), ((i, i + ni), (j, j + nj), (k, k + nk)))
+    # The affine is a new array for each call: move its origin in place.
+    affine[:3, 3] += affine[:3, :3] @ np.array(start, dtype=np.float64)
     return torch.from_numpy(array), affine
 
 

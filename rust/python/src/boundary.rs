@@ -24,6 +24,18 @@ where
     py.detach(|| parallel::install(kernel)).map_err(to_py_err)
 }
 
+/// Runs `kernel` without the GIL on the calling thread, and maps its error.
+///
+/// For kernels that are cheaper than a hand-off to the pool (a small read)
+/// and that enter the pool themselves for any parallel part.
+pub fn run_here<T, F>(py: Python<'_>, kernel: F) -> PyResult<T>
+where
+    T: Send,
+    F: FnOnce() -> torchvox_core::Result<T> + Send,
+{
+    py.detach(kernel).map_err(to_py_err)
+}
+
 /// Error for an array whose dtype no kernel accepts.
 pub fn unsupported_dtype(argument: &str, array: &Bound<'_, PyAny>) -> PyErr {
     let dtype = array

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use torchvox_core::io::nifti::{self, Header, VolumeData, WriteOptions};
 
-use crate::boundary::run;
+use crate::boundary::{run, run_here};
 use crate::with_volume;
 
 fn affine_array<'py>(py: Python<'py>, header: &Header) -> PyResult<Bound<'py, PyArray2<f64>>> {
@@ -57,7 +57,9 @@ pub fn nifti_read<'py>(
     path: PathBuf,
     region: Option<[(usize, usize); 3]>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyArray2<f64>>)> {
-    let (header, data) = run(py, || nifti::read(&path, region))?;
+    // `read` decodes small regions on this thread and enters the pool itself
+    // for large ones: a hand-off to the pool would cost more than the read.
+    let (header, data) = run_here(py, || nifti::read(&path, region))?;
     let array = match data {
         VolumeData::U8(a) => a.into_pyarray(py).into_any(),
         VolumeData::I8(a) => a.into_pyarray(py).into_any(),
