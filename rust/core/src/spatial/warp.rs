@@ -554,10 +554,15 @@ fn run_linear_aligned<T: Voxel>(
                             count += 1;
                         }
                     }
-                    let rows = &rows[..count];
-                    match k_shift {
-                        Some(shift) => blend_shifted_rows(row, rows, shift),
-                        None => blend_rows(row, rows, &tk, fill[channel]),
+                    let fill = fill[channel];
+                    match (k_shift, count) {
+                        (Some(shift), _) => blend_shifted_rows(row, &rows[..count], shift),
+                        // Fixed row counts, so the per-voxel sum over rows unrolls.
+                        (None, 0) => row.fill(fill), // weights sum to 1: never
+                        (None, 1) => blend_rows::<T, 1>(row, first_rows(&rows), &tk, fill),
+                        (None, 2) => blend_rows::<T, 2>(row, first_rows(&rows), &tk, fill),
+                        (None, 3) => blend_rows::<T, 3>(row, first_rows(&rows), &tk, fill),
+                        (None, _) => blend_rows::<T, 4>(row, first_rows(&rows), &tk, fill),
                     }
                 }
             }
@@ -588,11 +593,17 @@ fn blend_shifted_rows<T: Voxel>(row: &mut [T], rows: &[(&[T], f64)], shift: usiz
     }
 }
 
+/// The first `N` of the (up to four) weighted rows.
+#[inline(always)]
+fn first_rows<'r, T, const N: usize>(rows: &[(&'r [T], f64); 4]) -> [(&'r [T], f64); N] {
+    std::array::from_fn(|n| rows[n])
+}
+
 /// `row[k]` = the rows blended, each interpolated along K at the table's entry.
 #[inline(always)]
-fn blend_rows<T: Voxel>(
+fn blend_rows<T: Voxel, const N: usize>(
     row: &mut [T],
-    rows: &[(&[T], f64)],
+    rows: [(&[T], f64); N],
     table: &[Option<(usize, usize, f64)>],
     fill: T,
 ) {
