@@ -1059,6 +1059,28 @@ mod tests {
         );
     }
 
+    /// Warps `volume` onto `grid` (identity chain, fills -1 and -2) with nearest
+    /// and linear interpolation on the aligned fast paths, checks each against
+    /// the general path (forced by a tiny off-diagonal term), returns them.
+    fn aligned_against_general(volume: &Array4<f32>, grid: &Grid) -> Vec<Array4<f32>> {
+        let mut skewed = IDENTITY;
+        skewed[0][1] = 1e-300;
+        let fill = [-1.0, -2.0];
+        [Interpolation::Nearest, Interpolation::Linear]
+            .into_iter()
+            .map(|mode| {
+                let fast = warp(volume.view(), &IDENTITY, grid, &[], mode, &fill).unwrap();
+                let chain = [Step::Affine(skewed)];
+                let general = warp(volume.view(), &IDENTITY, grid, &chain, mode, &fill).unwrap();
+                let error = (&fast - &general)
+                    .mapv(f32::abs)
+                    .fold(0.0f32, |a, &b| a.max(b));
+                assert!(error < 1e-4, "{mode:?}: {error}");
+                fast
+            })
+            .collect()
+    }
+
     #[test]
     fn aligned_fast_paths_equal_the_general_path() {
         let volume = ramp((2, 9, 8, 7));
@@ -1072,24 +1094,7 @@ mod tests {
             shape: [14, 7, 17],
             affine: scale,
         };
-        // A tiny off-diagonal term forces the general path.
-        let mut skewed = IDENTITY;
-        skewed[0][1] = 1e-300;
-        for mode in [Interpolation::Nearest, Interpolation::Linear] {
-            let fast = warp(volume.view(), &IDENTITY, &grid, &[], mode, &[-1.0, -2.0]).unwrap();
-            let general = warp(
-                volume.view(),
-                &IDENTITY,
-                &grid,
-                &[Step::Affine(skewed)],
-                mode,
-                &[-1.0, -2.0],
-            )
-            .unwrap();
-            let error = (&fast - &general)
-                .mapv(f32::abs)
-                .fold(0.0f32, |a, &b| a.max(b));
-            assert!(error < 1e-4, "{mode:?}: {error}");
+        for fast in aligned_against_general(&volume, &grid) {
             assert!(fast.iter().any(|&v| v == -2.0));
         }
     }
@@ -1107,23 +1112,7 @@ mod tests {
             shape: [20, 8, 6],
             affine: scale,
         };
-        let mut skewed = IDENTITY;
-        skewed[0][1] = 1e-300;
-        for mode in [Interpolation::Nearest, Interpolation::Linear] {
-            let fast = warp(volume.view(), &IDENTITY, &grid, &[], mode, &[-1.0, -2.0]).unwrap();
-            let general = warp(
-                volume.view(),
-                &IDENTITY,
-                &grid,
-                &[Step::Affine(skewed)],
-                mode,
-                &[-1.0, -2.0],
-            )
-            .unwrap();
-            let error = (&fast - &general)
-                .mapv(f32::abs)
-                .fold(0.0f32, |a, &b| a.max(b));
-            assert!(error < 1e-4, "{mode:?}: {error}");
+        for fast in aligned_against_general(&volume, &grid) {
             // The last I plane (8.55) falls outside the input and takes the fill.
             assert!(fast.slice(s![1, 19, .., ..]).iter().all(|&v| v == -2.0));
         }
