@@ -368,25 +368,26 @@ pub fn motion_rigid<T: SpectralVoxel>(
             &minima,
         )
     };
-    // Copies no segment uses are never resampled.
+    // The moved copies on `grid`; copies no segment uses are never resampled.
+    let resample_used = |grid: &Grid| -> Result<Vec<Option<Array4<f32>>>> {
+        transforms
+            .iter()
+            .enumerate()
+            .map(|(m, t)| {
+                if assembly.uses(m + 1) {
+                    resample(t, grid).map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
+            .collect()
+    };
     let whole: Option<Vec<Option<Array4<f32>>>> = if interpolation == Interpolation::BSpline {
         let grid = Grid {
             shape: [ni, nj, nk],
             affine: *affine,
         };
-        Some(
-            transforms
-                .iter()
-                .enumerate()
-                .map(|(m, t)| {
-                    if assembly.uses(m + 1) {
-                        resample(t, &grid).map(Some)
-                    } else {
-                        Ok(None)
-                    }
-                })
-                .collect::<Result<_>>()?,
-        )
+        Some(resample_used(&grid)?)
     } else {
         None
     };
@@ -418,17 +419,7 @@ pub fn motion_rigid<T: SpectralVoxel>(
                         shape: [len, nj, nk],
                         affine: affine::multiply(affine, &offset),
                     };
-                    transforms
-                        .iter()
-                        .enumerate()
-                        .map(|(m, t)| {
-                            if assembly.uses(m + 1) {
-                                resample(t, &grid).map(Some)
-                            } else {
-                                Ok(None)
-                            }
-                        })
-                        .collect::<Result<_>>()?
+                    resample_used(&grid)?
                 }
             };
             // Plane p of the slab in each copy.
