@@ -229,7 +229,9 @@ def test_batched_grid_patches_equal_single_patches() -> None:
     assert torch.equal(subject["image"].data, tensor)
 
 
-def test_batches_held_by_the_caller_are_never_overwritten() -> None:
+def test_batches_held_by_the_caller_are_never_overwritten(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     tensor = _volume((20, 18, 16), 1)
     subject = tio.Subject(image=tio.ScalarImage(tensor=tensor))
     sampler = tio.GridSampler(subject, (6, 5, 4), (2, 2, 0))
@@ -237,11 +239,25 @@ def test_batches_held_by_the_caller_are_never_overwritten() -> None:
     kept = [batch["image"][tio.DATA] for batch in loader]
     expected = torch.stack([sampler[i]["image"].data for i in range(len(sampler))])
     assert torch.equal(torch.cat(kept), expected)
-    # Dropped batches are recycled: a loop holds at most two at once.
-    pointers = set()
+    # The kept batches fill the pool; dropped batches are still recycled, since
+    # a loop holds at most two at once. Counted as allocations, not addresses,
+    # which malloc may hand out again.
+    allocations = []
+    allocate = np.empty
+
+    def counting_empty(*args: object, **kwargs: object) -> np.ndarray:
+        array = allocate(*args, **kwargs)  # type: ignore[call-overload]
+        allocations.append(array.shape)
+        return array
+
+    monkeypatch.setattr(np, "empty", counting_empty)
+    batches = 0
     for batch in loader:
-        pointers.add(batch["image"][tio.DATA].data_ptr())
-    assert len(pointers) <= 3
+        batches += 1
+        assert torch.equal(batch["image"][tio.DATA], expected[4 * (batches - 1) : 4 * batches])
+    assert batches > 4
+    assert len(allocations) <= 2
+    assert torch.equal(torch.cat(kept), expected)
 
 
 def test_batch_buffers_follow_dtype_and_size_changes() -> None:

@@ -99,6 +99,7 @@ class GridSampler(PatchSampler, Dataset):
         """
         shape = (count, volume.shape[0], *self._patch_size_tuple())
         pool = self._buffers.setdefault(name, [])
+        stale = None
         for index in range(len(pool)):
             # References: the pool's list and getrefcount's argument.
             if sys.getrefcount(pool[index]) != 2:
@@ -109,9 +110,18 @@ class GridSampler(PatchSampler, Dataset):
                     return buffer
                 if buffer.shape[0] > count:
                     return buffer[:count]
+            stale = index if stale is None else stale
         buffer = np.empty(shape, dtype=volume.dtype)
-        if len(pool) < _POOL_SIZE:
+        if stale is not None:
+            # A free array of another dtype or size: the new one takes its place.
+            pool[stale] = buffer
+        else:
+            # Every array is in use. The oldest one is left to whoever holds it
+            # (a caller may keep batches for good), so the pool keeps serving the
+            # batches that a loop drops.
             pool.append(buffer)
+            if len(pool) > _POOL_SIZE:
+                del pool[0]
         return buffer
 
     def _volume_arrays(self) -> dict[str, np.ndarray]:
