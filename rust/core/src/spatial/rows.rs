@@ -209,8 +209,10 @@ struct AxisRule {
     below_last: f64,
 }
 
-const SNAP_SCALE: f64 = 1_048_576.0;
-const SNAP_OFFSET: f64 = 524_288.5;
+/// Scale `2^20` of the snapped inside test and nearest rounding.
+pub(super) const SNAP_SCALE: f64 = 1_048_576.0;
+/// Offset `2^19 + 1/2` of the snapped inside test and nearest rounding.
+pub(super) const SNAP_OFFSET: f64 = 524_288.5;
 
 impl AxisRule {
     fn new(n: usize) -> Self {
@@ -260,37 +262,38 @@ fn nearest_row<T: Voxel, W: Real>(
     let [ri, rj, rk] = source.dims.map(AxisRule::new);
     let [x0, x1, x2] = &scratch.x;
     scratch.done.fill(false);
+    let mut all_done = false;
     #[cfg(target_arch = "x86_64")]
     if vector {
         // SAFETY: `vector` is only set when the CPU has AVX2 and the volume
         // fits (see `run_rows`); the scratch buffers all hold one row.
-        unsafe {
+        all_done = unsafe {
             simd::nearest_taps(
                 [x0, x1, x2],
                 source.dims,
-                SNAP_SCALE,
-                SNAP_OFFSET,
                 &mut scratch.offsets,
                 &mut scratch.valid,
                 &mut scratch.done,
             )
-        }
+        };
     }
     let _ = vector;
-    let taps = scratch
-        .offsets
-        .iter_mut()
-        .zip(scratch.valid.iter_mut())
-        .zip(&scratch.done);
-    for (((((offset, valid), &done), &a), &b), &c) in taps.zip(x0).zip(x1).zip(x2) {
-        if done {
-            continue;
+    if !all_done {
+        let taps = scratch
+            .offsets
+            .iter_mut()
+            .zip(scratch.valid.iter_mut())
+            .zip(&scratch.done);
+        for (((((offset, valid), &done), &a), &b), &c) in taps.zip(x0).zip(x1).zip(x2) {
+            if done {
+                continue;
+            }
+            let (i, oi) = ri.nearest(a);
+            let (j, oj) = rj.nearest(b);
+            let (k, ok) = rk.nearest(c);
+            *offset = (i * nj + j) * nk + k;
+            *valid = oi & oj & ok;
         }
-        let (i, oi) = ri.nearest(a);
-        let (j, oj) = rj.nearest(b);
-        let (k, ok) = rk.nearest(c);
-        *offset = (i * nj + j) * nk + k;
-        *valid = oi & oj & ok;
     }
     let n = scratch.offsets.len();
     for ((plane, data), &fill) in planes
@@ -334,9 +337,11 @@ fn linear_row<T: Voxel, W: Real>(
             prefetch,
         };
         let [x0, x1, x2] = &scratch.x;
-        for (plane, data) in planes
+        let mut planes_left = planes.len();
+        for ((plane, data), &fill) in planes
             .iter_mut()
             .zip(source.data.chunks_exact(source.channel_len))
+            .zip(fill)
         {
             let (Some(data), Some(out)) = (
                 T::as_f32(data),
@@ -347,7 +352,16 @@ fn linear_row<T: Voxel, W: Real>(
             // SAFETY: `vector` is only set for f32 volumes that fit, on CPUs
             // with AVX2 (see `run_rows`); the scratch buffers all hold one row.
             // Every channel marks the same points done (same coordinates).
-            unsafe { simd::linear_f32(data, [x0, x1, x2], &geometry, out, &mut scratch.done) };
+            // The fill is a value of the volume's type, here f32, so exact.
+            let fill = fill.to_f64() as f32;
+            let all_done = unsafe {
+                simd::linear_f32(data, [x0, x1, x2], &geometry, fill, out, &mut scratch.done)
+            };
+            if all_done && planes_left == 1 {
+                // Every channel is written: nothing is left to the scalar path.
+                return;
+            }
+            planes_left -= 1;
         }
     }
     let _ = vector;

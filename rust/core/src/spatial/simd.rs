@@ -12,6 +12,8 @@
 
 use std::arch::x86_64::*;
 
+use super::rows::{SNAP_OFFSET, SNAP_SCALE};
+
 /// Voxels per vector step.
 pub const LANES: usize = 8;
 
@@ -122,6 +124,34 @@ unsafe fn lerp_pair(base: *const f32, offset: __m256i, dk: __m256i, w: __m256) -
     lerp(a, b, w)
 }
 
+/// Linear interpolation between the voxels at `lanes[n] + shift` and the
+/// next one along K, for the eight lanes: each pair is one 64-bit load, and
+/// the pairs are de-interleaved with shuffles (fewer micro-operations than two gathers).
+///
+/// # Safety
+/// Every `lanes[n] + shift` and the voxel after it must lie in the buffer.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn lerp_adjacent(base: *const f32, lanes: &[i32; LANES], shift: usize, w: __m256) -> __m256 {
+    // SAFETY: the caller guarantees that both voxels of every pair are in
+    // bounds; unaligned 64-bit loads are allowed.
+    let at = |n: usize| unsafe { base.add(lanes[n] as usize + shift).cast::<f64>() };
+    // SAFETY: as above.
+    let (a, b) = unsafe {
+        let q01 = _mm_loadh_pd(_mm_load_sd(at(0)), at(1));
+        let q23 = _mm_loadh_pd(_mm_load_sd(at(2)), at(3));
+        let q45 = _mm_loadh_pd(_mm_load_sd(at(4)), at(5));
+        let q67 = _mm_loadh_pd(_mm_load_sd(at(6)), at(7));
+        let low = _mm256_castpd_ps(_mm256_set_m128d(q45, q01));
+        let high = _mm256_castpd_ps(_mm256_set_m128d(q67, q23));
+        (
+            _mm256_shuffle_ps::<0b10_00_10_00>(low, high),
+            _mm256_shuffle_ps::<0b11_01_11_01>(low, high),
+        )
+    };
+    lerp(a, b, w)
+}
+
 /// Asks for the cache lines a later row will read: those `ahead` voxels past
 /// the first and last lanes of `offset`, in both planes of the taps.
 ///
@@ -146,9 +176,11 @@ fn prefetch_rows(base: *const f32, offset: __m256i, di: usize, ahead: isize) {
 
 /// Trilinear interpolation of one `f32` channel along a row.
 ///
-/// For each step of [`LANES`] points whose coordinates are all interior,
-/// writes `out` and sets `done`; other steps and the tail get `done = false`
-/// and are left to the caller.
+/// For each step of [`LANES`] points (see [`steps`]) whose coordinates are
+/// all interior, writes `out` and sets `done`; so it does for steps whose
+/// points all lie outside the volume (by the snapped inside test of
+/// [`outside_mask`]), which get `fill`. Other points get `done = false` and
+/// are left to the caller. Returns whether every point is done.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA, `geometry.dims` must pass [`fits`] and
@@ -158,49 +190,107 @@ pub unsafe fn linear_f32(
     data: &[f32],
     x: [&[f64]; 3],
     geometry: &Geometry,
+    fill: f32,
     out: &mut [f32],
     done: &mut [bool],
-) {
+) -> bool {
     let [ni, nj, nk] = geometry.dims;
     let [di, dj, dk] = geometry.strides.map(|s| _mm256_set1_epi32(s as i32));
+    let [si, sj, sk] = geometry.strides;
     let base = data.as_ptr();
     let n = out.len();
     if data.len() < ni * nj * nk || x.iter().any(|axis| axis.len() < n) || done.len() < n {
         done.fill(false);
-        return;
+        return false;
     }
-    let mut at = 0;
-    while at + LANES <= n {
+    let mut lanes = [0i32; LANES];
+    let mut all_done = n >= LANES;
+    for at in steps(n) {
         let (i, wa, oi) = linear_axis(x[0], at, ni);
         let (j, wb, oj) = linear_axis(x[1], at, nj);
         let (k, wc, ok) = linear_axis(x[2], at, nk);
-        let interior = oi && oj && ok;
-        if interior {
+        let row = &mut out[at..at + LANES];
+        if oi && oj && ok {
             let o = offsets([i, j, k], geometry.dims);
-            let (o_j, o_i) = (_mm256_add_epi32(o, dj), _mm256_add_epi32(o, di));
-            let o_ij = _mm256_add_epi32(o_i, dj);
             if geometry.prefetch != 0 {
-                prefetch_rows(base, o, geometry.strides[0], geometry.prefetch);
+                prefetch_rows(base, o, si, geometry.prefetch);
             }
-            // SAFETY: interior points have every neighbour inside the volume
-            // `data` holds (`0 <= i <= n - 2` on each active axis).
-            let (c00, c01, c10, c11) = unsafe {
-                (
-                    lerp_pair(base, o, dk, wc),
-                    lerp_pair(base, o_j, dk, wc),
-                    lerp_pair(base, o_i, dk, wc),
-                    lerp_pair(base, o_ij, dk, wc),
-                )
+            // SAFETY (both arms): interior points have every neighbour inside
+            // the volume `data` holds (`0 <= i <= n - 2` on each active axis).
+            let (c00, c01, c10, c11) = if sk == 1 {
+                // SAFETY: `lanes` holds the eight values written.
+                unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), o) };
+                unsafe {
+                    (
+                        lerp_adjacent(base, &lanes, 0, wc),
+                        lerp_adjacent(base, &lanes, sj, wc),
+                        lerp_adjacent(base, &lanes, si, wc),
+                        lerp_adjacent(base, &lanes, si + sj, wc),
+                    )
+                }
+            } else {
+                let (o_j, o_i) = (_mm256_add_epi32(o, dj), _mm256_add_epi32(o, di));
+                let o_ij = _mm256_add_epi32(o_i, dj);
+                unsafe {
+                    (
+                        lerp_pair(base, o, dk, wc),
+                        lerp_pair(base, o_j, dk, wc),
+                        lerp_pair(base, o_i, dk, wc),
+                        lerp_pair(base, o_ij, dk, wc),
+                    )
+                }
             };
             let value = lerp(lerp(c00, c01, wb), lerp(c10, c11, wb), wa);
-            let row = &mut out[at..at + LANES];
             // SAFETY: the slice holds the eight values written.
             unsafe { _mm256_storeu_ps(row.as_mut_ptr(), value) };
+            done[at..at + LANES].fill(true);
+        } else if outside_mask(x, at, geometry.dims) == ALL_LANES {
+            row.fill(fill);
+            done[at..at + LANES].fill(true);
+        } else {
+            done[at..at + LANES].fill(false);
+            all_done = false;
         }
-        done[at..at + LANES].fill(interior);
-        at += LANES;
     }
-    done[at..].fill(false);
+    all_done
+}
+
+/// Starts of the vector steps along a row of `n` points: every multiple of
+/// [`LANES`] that fits, then, if points remain, one last step ending at `n`
+/// (it overlaps the one before; the overlapping points get the same values
+/// again). Rows shorter than one step have none.
+fn steps(n: usize) -> impl Iterator<Item = usize> {
+    let whole = n / LANES;
+    let last = (!n.is_multiple_of(LANES) && whole > 0).then_some(n - LANES);
+    (0..whole).map(|step| step * LANES).chain(last)
+}
+
+/// Every lane of a mask of [`LANES`] bits.
+const ALL_LANES: u32 = (1 << LANES) - 1;
+
+/// Lanes (bit `n` for point `at + n`) whose coordinates lie outside the
+/// volume by the inside test of the scalar kernels: on some axis of more
+/// than one voxel, `x 2^20 + 2^19 + 1/2` is negative, at least `n 2^20`, or
+/// NaN (the snapped form of `-1/2 <= x < n - 1/2`).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn outside_mask(x: [&[f64]; 3], at: usize, dims: [usize; 3]) -> u32 {
+    let (scale, bias) = (_mm256_set1_pd(SNAP_SCALE), _mm256_set1_pd(SNAP_OFFSET));
+    let zero = _mm256_setzero_pd();
+    let mut inside = ALL_LANES;
+    for (axis, &n) in x.iter().zip(&dims) {
+        if n == 1 {
+            continue;
+        }
+        let limit = _mm256_set1_pd(n as f64 * SNAP_SCALE);
+        let (lo, hi) = load8(axis, at);
+        let lo = _mm256_add_pd(_mm256_mul_pd(lo, scale), bias);
+        let hi = _mm256_add_pd(_mm256_mul_pd(hi, scale), bias);
+        let low = _mm256_movemask_pd(within(lo, zero, limit)) as u32;
+        let high = _mm256_movemask_pd(within(hi, zero, limit)) as u32;
+        inside &= low | (high << 4);
+    }
+    !inside & ALL_LANES
 }
 
 /// Snapped nearest indices of one axis for eight coordinates
@@ -208,12 +298,12 @@ pub unsafe fn linear_f32(
 /// every coordinate is inside (`0 <= x 2^20 + 2^19 + 1/2 < n 2^20`).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn nearest_axis(x: &[f64], at: usize, n: usize, scale: f64, bias: f64) -> (__m256i, bool) {
+fn nearest_axis(x: &[f64], at: usize, n: usize) -> (__m256i, bool) {
     if n == 1 {
         return (_mm256_setzero_si256(), true);
     }
-    let (zero, limit) = (_mm256_setzero_pd(), _mm256_set1_pd(n as f64 * scale));
-    let (scale, bias) = (_mm256_set1_pd(scale), _mm256_set1_pd(bias));
+    let (zero, limit) = (_mm256_setzero_pd(), _mm256_set1_pd(n as f64 * SNAP_SCALE));
+    let (scale, bias) = (_mm256_set1_pd(SNAP_SCALE), _mm256_set1_pd(SNAP_OFFSET));
     let (lo, hi) = load8(x, at);
     let lo = _mm256_add_pd(_mm256_mul_pd(lo, scale), bias);
     let hi = _mm256_add_pd(_mm256_mul_pd(hi, scale), bias);
@@ -227,8 +317,10 @@ fn nearest_axis(x: &[f64], at: usize, n: usize, scale: f64, bias: f64) -> (__m25
 
 /// Nearest-neighbour taps along a row: input offsets and validity.
 ///
-/// For each step of [`LANES`] inside points, writes `offsets`, sets `valid`
-/// and `done`; other steps and the tail get `done = false`.
+/// For each step of [`LANES`] inside points (see [`steps`]), writes
+/// `offsets`, sets `valid` and `done`; steps whose points are all outside get
+/// offset 0, `valid = false` and `done`; other points get `done = false`.
+/// Returns whether every point is done.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA, `dims` must pass [`fits`], and `x`,
@@ -237,30 +329,58 @@ fn nearest_axis(x: &[f64], at: usize, n: usize, scale: f64, bias: f64) -> (__m25
 pub unsafe fn nearest_taps(
     x: [&[f64]; 3],
     dims: [usize; 3],
-    scale: f64,
-    bias: f64,
     offsets_out: &mut [usize],
     valid: &mut [bool],
     done: &mut [bool],
-) {
+) -> bool {
     let n = offsets_out.len();
-    let mut at = 0;
     let mut lanes = [0u32; LANES];
-    while at + LANES <= n {
-        let (i, oi) = nearest_axis(x[0], at, dims[0], scale, bias);
-        let (j, oj) = nearest_axis(x[1], at, dims[1], scale, bias);
-        let (k, ok) = nearest_axis(x[2], at, dims[2], scale, bias);
-        let inside = oi && oj && ok;
-        if inside {
+    let mut all_done = n >= LANES;
+    for at in steps(n) {
+        let (i, oi) = nearest_axis(x[0], at, dims[0]);
+        let (j, oj) = nearest_axis(x[1], at, dims[1]);
+        let (k, ok) = nearest_axis(x[2], at, dims[2]);
+        let step = at..at + LANES;
+        if oi && oj && ok {
             // SAFETY: `lanes` holds the eight values written.
             unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), offsets([i, j, k], dims)) };
-            for (offset, &lane) in offsets_out[at..at + LANES].iter_mut().zip(&lanes) {
+            for (offset, &lane) in offsets_out[step.clone()].iter_mut().zip(&lanes) {
                 *offset = lane as usize;
             }
-            valid[at..at + LANES].fill(true);
+            valid[step.clone()].fill(true);
+            done[step].fill(true);
+        } else if outside_mask(x, at, dims) == ALL_LANES {
+            offsets_out[step.clone()].fill(0);
+            valid[step.clone()].fill(false);
+            done[step].fill(true);
+        } else {
+            done[step].fill(false);
+            all_done = false;
         }
-        done[at..at + LANES].fill(inside);
-        at += LANES;
     }
-    done[at..].fill(false);
+    all_done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_cover_every_point_of_a_row_once_or_twice() {
+        assert_eq!(
+            steps(5).count(),
+            0,
+            "a short row is left to the scalar path"
+        );
+        assert_eq!(steps(16).collect::<Vec<_>>(), [0, 8]);
+        assert_eq!(steps(21).collect::<Vec<_>>(), [0, 8, 13]);
+        for n in 8..40 {
+            let mut covered = vec![0; n];
+            for at in steps(n) {
+                assert!(at + LANES <= n);
+                covered[at..at + LANES].iter_mut().for_each(|c| *c += 1);
+            }
+            assert!(covered.iter().all(|&c| c == 1 || c == 2), "row of {n}");
+        }
+    }
 }
