@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import signal
 import threading
 
 import numpy as np
@@ -121,3 +123,20 @@ def test_a_new_sampler_reuses_the_batches_its_predecessor_dropped(
         assert not np.shares_memory(batch["image"][tio.DATA].numpy(), kept.numpy())
     # The batch kept from the first sampler was never written again.
     assert torch.equal(kept, expected)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_can_take_while_the_parent_held_the_lock() -> None:
+    pool = ArrayPool(capacity=2)
+    with pool._lock:
+        pid = os.fork()
+        if pid == 0:  # the child: the lock it inherited was held
+            signal.alarm(20)  # a deadlock kills the child instead of hanging the test
+            try:
+                array, _ = pool.take((3,), np.float32)
+                os._exit(0 if array.shape == (3,) else 1)
+            finally:
+                os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status)
+    assert os.WEXITSTATUS(status) == 0

@@ -12,12 +12,27 @@ inference loop over many subjects reuses the memory its predecessor dropped.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+import weakref
 
 import numpy as np
 
 __all__ = ["ArrayPool"]
+
+# Every pool, so that a forked child (a DataLoader worker) gets new locks: a
+# lock that another thread held at the fork would never be released there.
+_POOLS: weakref.WeakSet[ArrayPool] = weakref.WeakSet()
+
+
+def _reset_locks_after_fork() -> None:
+    for pool in _POOLS:
+        pool._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_locks_after_fork)
 
 
 class ArrayPool:
@@ -33,6 +48,7 @@ class ArrayPool:
         self._arrays: list[np.ndarray] = []
         # Two threads must not both see the same array free and take it.
         self._lock = threading.Lock()
+        _POOLS.add(self)
 
     def take(
         self, shape: tuple[int, ...], dtype: np.dtype | type, zeros: bool = False
