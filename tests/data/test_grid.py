@@ -8,6 +8,7 @@ import torch
 import torchio
 
 import torchvox as tio
+from torchvox.data.inference import aggregator as aggregator_module
 
 
 def _volume(shape: tuple[int, int, int], channels: int = 2, dtype=torch.float32) -> torch.Tensor:
@@ -364,3 +365,97 @@ def test_recycled_batches_through_worker_processes() -> None:
     expected = torch.stack([sampler[i]["image"].data for i in range(len(sampler))])
     assert torch.equal(torch.cat(kept), expected)
     assert torch.equal(aggregator.get_output_tensor(), tensor)
+
+
+def _dirty_output_pool(shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    """Leaves dropped aggregator outputs of ``shape`` full of 77s in the pool."""
+    for _ in range(2):
+        tensor = torch.full((shape[0], *shape[1:]), 77, dtype=dtype)
+        output, _ = _aggregate(tio, tensor, shape[1:], 0, "crop")
+        assert torch.equal(output, tensor)
+        del output
+
+
+@pytest.mark.parametrize("mode", ["crop", "average", "hann"])
+@pytest.mark.parametrize(("shape", "patch", "overlap", "padding_mode"), CASES)
+def test_recycled_outputs_match_torchio(mode, shape, patch, overlap, padding_mode) -> None:
+    tensor = _volume(shape)
+    _dirty_output_pool(tensor.shape, tensor.dtype)
+    ours, _ = _aggregate(tio, tensor, patch, overlap, mode, padding_mode, model=lambda b: b * 2)
+    theirs, _ = _aggregate(
+        torchio, tensor, patch, overlap, mode, padding_mode, model=lambda b: b * 2
+    )
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize("downsampling_factor", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int16])
+def test_recycled_crop_output_of_a_partial_grid_is_zero_where_no_patch_wrote(
+    downsampling_factor, dtype
+) -> None:
+    # Some patches are never added: their voxels must read 0, as in a new
+    # volume, not what the previous user of the memory left there. TorchIO is
+    # the reference without downsampling; with it, TorchIO trims the overlap of
+    # the input (not of the output) and torchvox deliberately differs, so the
+    # reference is then torchvox's output in a new array.
+    tensor = _volume((16, 14, 12), 2, dtype)
+    shape = (2, *(n // downsampling_factor for n in (16, 14, 12)))
+
+    def model(batch: torch.Tensor) -> torch.Tensor:
+        return batch[..., ::downsampling_factor, ::downsampling_factor, ::downsampling_factor]
+
+    def aggregate(module, recycled: bool) -> torch.Tensor:
+        if recycled:
+            _dirty_output_pool(shape, dtype)
+        else:
+            aggregator_module._OUTPUTS.clear()
+        subject = module.Subject(image=module.ScalarImage(tensor=tensor.clone()))
+        sampler = module.GridSampler(subject, (6, 6, 4), (2, 2, 2))
+        aggregator = module.GridAggregator(
+            sampler, overlap_mode="crop", downsampling_factor=downsampling_factor
+        )
+        if recycled:
+            assert aggregator_module._OUTPUTS._arrays
+        kept = [i for i in range(len(sampler)) if i % 4 != 1]
+        _add_patches(aggregator, sampler, kept, model)
+        return aggregator.get_output_tensor()
+
+    expected = aggregate(torchio if downsampling_factor == 1 else tio, recycled=False)
+    ours = aggregate(tio, recycled=True)
+    assert (expected == 0).any()
+    assert torch.equal(ours, expected)
+
+
+def test_recycled_crop_output_of_a_padded_grid_is_zero_on_the_unwritten_border() -> None:
+    # With padding, crop mode trims half the overlap at the volume border too,
+    # so a border slab of the padded output is never written. It is cropped
+    # away, but the aggregator's own array must still hold what a new one
+    # would: TorchIO's padded output tensor.
+    tensor = _volume((13, 11, 9), 1)
+    arrays = []
+    for module in (tio, torchio):
+        if module is tio:
+            _dirty_output_pool((1, 17, 15, 13), tensor.dtype)
+        subject = module.Subject(image=module.ScalarImage(tensor=tensor.clone()))
+        sampler = module.GridSampler(subject, 6, 4, padding_mode="constant")
+        aggregator = module.GridAggregator(sampler, overlap_mode="crop")
+        _add_patches(aggregator, sampler, range(len(sampler)), lambda batch: batch + 1)
+        assert torch.equal(aggregator.get_output_tensor(), tensor + 1)
+        if module is tio:
+            arrays.append(torch.from_numpy(aggregator._output_array))
+        else:
+            arrays.append(aggregator._output_tensor)
+    ours, theirs = arrays
+    assert ours.shape == (1, 17, 15, 13)
+    assert torch.equal(ours, theirs)
+
+
+def test_an_output_the_caller_keeps_is_never_recycled() -> None:
+    first_input = _volume((12, 10, 8), 1)
+    first, _ = _aggregate(tio, first_input, 6, 2, "crop")
+    expected = first.clone()
+    for mode in ("crop", "average", "hann"):
+        output, _ = _aggregate(tio, first_input + 1, 6, 2, mode)
+        assert not np.shares_memory(output.numpy(), first.numpy())
+        del output
+    assert torch.equal(first, expected)

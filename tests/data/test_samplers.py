@@ -179,3 +179,48 @@ def test_infinite_generator_and_patch_count() -> None:
     generator = tio.UniformSampler(4)(subject)
     assert len([next(generator) for _ in range(7)]) == 7
     assert len(list(tio.UniformSampler(4)(subject, 3))) == 3
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [torch.bool, torch.uint8, torch.int8, torch.int16, torch.int64, torch.float16, torch.float64],
+)
+def test_label_sampler_centre_mask_equals_torch_comparison(dtype) -> None:
+    # The default centres are `label > 0`, computed by NumPy on the first channel;
+    # torch's comparison of the whole map (as TorchIO does) is the reference.
+    generator = torch.Generator().manual_seed(3)
+    values = torch.randint(-2, 3, (2, 9, 8, 7), generator=generator).to(torch.float64)
+    if dtype.is_floating_point:
+        values[0, 1, 2, 3] = float("nan")
+        values[0, 2, 2, 3] = 0.25
+        values[0, 3, 2, 3] = -0.0
+    if dtype in (torch.bool, torch.uint8):
+        values = values.clamp(min=0)
+    label = values.to(dtype)
+    subject = tio.Subject(label=tio.LabelMap(tensor=label))
+    sampler = tio.LabelSampler(3)
+    expected = (label > 0)[0].to(torch.uint8).numpy()
+    mask = sampler._centre_map(subject)
+    assert mask.dtype == np.uint8
+    assert mask.flags.c_contiguous
+    np.testing.assert_array_equal(mask, expected)
+    np.testing.assert_array_equal(
+        sampler._map_array(sampler.get_probability_map(subject)), expected
+    )
+
+
+def test_label_sampler_matches_torchio_under_the_same_seed_on_a_float_map() -> None:
+    label = torch.zeros(1, 20, 18, 16)
+    label[0, 5:9, 4:12, 6:10] = 1.0
+    label[0, 12:15, 10:14, 3:7] = 2.5
+    patches = []
+    for module in (tio, torchio):
+        subject = module.Subject(
+            image=module.ScalarImage(tensor=torch.rand(1, 20, 18, 16)),
+            label=module.LabelMap(tensor=label.clone()),
+        )
+        torch.manual_seed(7)
+        patches.append([p[module.LOCATION] for p in module.LabelSampler(5, "label")(subject, 12)])
+    ours, theirs = patches
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)

@@ -8,9 +8,14 @@ import numpy as np
 import torch
 
 from ..._backend import clone, native, to_numpy
+from .._recycle import ArrayPool
 from .grid_sampler import GridSampler
 
 __all__ = ["GridAggregator"]
+
+# Output volumes that callers dropped, reused by the next aggregator of an
+# inference loop: a 1 mm brain costs more to fault in than to aggregate.
+_OUTPUTS = ArrayPool(capacity=2)
 
 
 class GridAggregator:
@@ -60,9 +65,14 @@ class GridAggregator:
         self.spatial_shape = tuple(int(n) for n in shape.tolist())
         self._output_array: np.ndarray | None = None
         # Locations (input space) and patch shapes (output space) of every batch
-        # added in the weighted modes; the weights are derived from them on demand
-        # instead of being accumulated voxel by voxel.
-        self._weighted_batches: list[tuple[np.ndarray, tuple[int, int, int]]] = []
+        # added; the weights of the weighted modes, and the voxels that no patch
+        # reached in crop mode, are derived from them on demand instead of being
+        # tracked voxel by voxel.
+        self._batches: list[tuple[np.ndarray, tuple[int, int, int]]] = []
+        # True while a recycled crop-mode output still holds its previous
+        # contents where no patch has written: get_output_tensor zeroes those
+        # voxels only, instead of the whole volume up front.
+        self._stale = False
         # True once get_output_tensor has divided the float accumulator of a full
         # grid in place: ``_output_array`` then holds the normalised output.
         self._normalised = False
@@ -78,7 +88,14 @@ class GridAggregator:
         if self._output_array is not None:
             return
         channels = batch.shape[1]
-        self._output_array = np.zeros((channels, *self.spatial_shape), dtype=batch.dtype)
+        shape = (channels, *self.spatial_shape)
+        self._output_array, recycled = _OUTPUTS.take(shape, batch.dtype, zeros=True)
+        if recycled:
+            if self.overlap_mode == "crop":
+                # Patches overwrite; what they never reach is zeroed at the end.
+                self._stale = True
+            else:
+                self._output_array.fill(0)
 
     def add_batch(self, batch_tensor: torch.Tensor, locations: torch.Tensor) -> None:
         """Add a batch of patches predicted by a network to the output volume.
@@ -131,8 +148,7 @@ class GridAggregator:
             self.volume_padded,
             d,
         )
-        if self.overlap_mode != "crop":
-            self._weighted_batches.append((location_array, target_shape))
+        self._batches.append((location_array, target_shape))
 
     def get_output_tensor(self) -> torch.Tensor:
         """The aggregated ``(C, W, H, D)`` volume (cropped back if the sampler padded).
@@ -150,6 +166,8 @@ class GridAggregator:
         """
         if self._output_array is None:
             raise RuntimeError("No batch has been added to the aggregator")
+        if self._stale:
+            self._zero_unreached()
         output = torch.from_numpy(self._output_array)
         if output.dtype == torch.int64:
             warnings.warn(
@@ -201,8 +219,8 @@ class GridAggregator:
         self,
     ) -> tuple[tuple[list[int], list[int], list[int]], tuple[int, int, int]] | None:
         """Per-axis starts and patch shape if the batches added form a full grid."""
-        locations = np.concatenate([rows for rows, _ in self._weighted_batches])
-        shapes = {shape for _, shape in self._weighted_batches}
+        locations = np.concatenate([rows for rows, _ in self._batches])
+        shapes = {shape for _, shape in self._batches}
         starts = locations[:, :3] // self._downsampling_factor
         axis_starts = [np.unique(starts[:, axis]) for axis in range(3)]
         is_full_grid = (
@@ -220,9 +238,42 @@ class GridAggregator:
         """The ``(1, I, J, K)`` summed weights of every patch added so far."""
         assert self._output_array is not None
         weights = np.zeros((1, *self._output_array.shape[1:]), dtype=dtype)
-        for rows, patch_shape in self._weighted_batches:
-            self._accumulate_weights(weights, rows, patch_shape)
+        for rows, patch_shape in self._batches:
+            self._stamp(weights, rows, patch_shape, self.overlap_mode)
         return weights
+
+    def _zero_unreached(self) -> None:
+        """Zeroes the voxels of a recycled crop-mode output that no patch wrote.
+
+        The crop regions of a full grid form a product of per-axis intervals, so
+        what they miss is a few slabs (usually none); any other set of patches
+        is stamped into a mask. Coverage only grows, so once is enough.
+        """
+        assert self._output_array is not None
+        output = self._output_array
+        grid = self._full_grid() if self._batches else None
+        if not self._batches:
+            output.fill(0)
+        elif grid is not None:
+            axes, patch_shape = grid
+            for axis, starts in enumerate(axes):
+                size = self.spatial_shape[axis]
+                reached = np.zeros(size, dtype=bool)
+                half = int(self.patch_overlap[axis]) // self._downsampling_factor // 2
+                for start in starts:
+                    end = start + patch_shape[axis]
+                    first = start + half if self.volume_padded or start > 0 else start
+                    last = end - half if self.volume_padded or end != size else end
+                    reached[first:last] = True
+                index: list[slice | np.ndarray] = [slice(None)] * 4
+                index[axis + 1] = ~reached
+                output[tuple(index)] = 0
+        else:
+            mask = np.zeros((1, *self.spatial_shape), dtype=np.uint8)
+            for rows, patch_shape in self._batches:
+                self._stamp(mask, rows, patch_shape, "crop")
+            output[:, mask[0] == 0] = 0
+        self._stale = False
 
     def _restore_sum(self) -> None:
         """Replace the normalised output by the weighted sum it was divided from.
@@ -235,10 +286,18 @@ class GridAggregator:
         self._output_array = self._output_array * weights
         self._normalised = False
 
-    def _accumulate_weights(
-        self, weights: np.ndarray, locations: np.ndarray, patch_shape: tuple[int, int, int]
+    def _stamp(
+        self,
+        weights: np.ndarray,
+        locations: np.ndarray,
+        patch_shape: tuple[int, int, int],
+        mode: str,
     ) -> None:
-        """Adds the weight window of each of ``locations`` to ``weights`` ``(1, I, J, K)``."""
+        """Aggregates a unit patch at each of ``locations`` into ``weights`` ``(1, I, J, K)``.
+
+        In the weighted modes this adds each patch's weight window; in crop mode
+        it marks the voxels each patch writes.
+        """
         # A bounded stack of unit patches: the weights of a whole batch at once
         # would cost as much memory as the batch itself.
         chunk = min(len(locations), max(1, 2**24 // max(1, int(np.prod(patch_shape)))))
@@ -252,7 +311,7 @@ class GridAggregator:
                 None,
                 ones[: len(rows)],
                 rows,
-                self.overlap_mode,
+                mode,
                 overlap,
                 self.volume_padded,
                 self._downsampling_factor,

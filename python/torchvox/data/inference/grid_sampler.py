@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Generator
 
 import numpy as np
@@ -10,13 +9,15 @@ from torch.utils.data import Dataset
 
 from ...types import TypeSpatialShape, TypeTripletInt
 from ...utils import to_tuple
+from .._recycle import ArrayPool
 from ..sampler.sampler import PatchSampler, crop_subject, crop_subjects, volume_arrays
 from ..subject import Subject
 
 __all__ = ["GridSampler"]
 
-# Batch arrays kept per image for reuse: a loader loop holds about two batches.
-_POOL_SIZE = 3
+# Batch arrays kept for reuse: a loop over a loader holds about two batches,
+# each with one array per image (an intensity image and a label map, say).
+_BATCHES = ArrayPool(capacity=8)
 
 
 class GridSampler(PatchSampler, Dataset):
@@ -61,9 +62,6 @@ class GridSampler(PatchSampler, Dataset):
         self.subject = self._pad(subject)
         self.locations = self._compute_locations(self.subject)
         self._arrays: dict[str, np.ndarray] | None = None
-        # Batch arrays handed out earlier, by image name, rewritten once nothing
-        # else refers to them (see _batch_buffer).
-        self._buffers: dict[str, list[np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.locations)
@@ -83,45 +81,19 @@ class GridSampler(PatchSampler, Dataset):
         """
         corners = [tuple(int(v) for v in self.locations[index][:3]) for index in indices]
         arrays = self._volume_arrays()
-        buffers = {
-            name: self._batch_buffer(name, array, len(indices)) for name, array in arrays.items()
-        }
+        buffers = {name: self._batch_buffer(array, len(indices)) for name, array in arrays.items()}
         return crop_subjects(self.subject, corners, self._patch_size_tuple(), arrays, buffers)
 
-    def _batch_buffer(self, name: str, volume: np.ndarray, count: int) -> np.ndarray:
-        """An ``(count, C, *patch_size)`` array for the patches of image ``name``.
+    def _batch_buffer(self, volume: np.ndarray, count: int) -> np.ndarray:
+        """An ``(count, C, *patch_size)`` array for the patches of ``volume``.
 
-        Writing into memory in use is several times faster than into new pages,
-        which fault in on the first write; so an array of an earlier batch is
-        reused once its reference count shows that only this pool holds it (its
-        tensor, every patch view and any array made from them hold a reference).
-        A loop over a loader keeps about two batches alive, hence the small pool.
+        Taken from a process-wide pool (see :mod:`torchvox.data._recycle`), so
+        that the batches of this sampler, and of the next sampler of an
+        inference loop, reuse the memory of batches that nothing refers to any
+        more instead of faulting in new pages.
         """
         shape = (count, volume.shape[0], *self._patch_size_tuple())
-        pool = self._buffers.setdefault(name, [])
-        stale = None
-        for index in range(len(pool)):
-            # References: the pool's list and getrefcount's argument.
-            if sys.getrefcount(pool[index]) != 2:
-                continue
-            buffer = pool[index]
-            if buffer.dtype == volume.dtype and buffer.shape[1:] == shape[1:]:
-                if buffer.shape[0] == count:
-                    return buffer
-                if buffer.shape[0] > count:
-                    return buffer[:count]
-            stale = index if stale is None else stale
-        buffer = np.empty(shape, dtype=volume.dtype)
-        if stale is not None:
-            # A free array of another dtype or size: the new one takes its place.
-            pool[stale] = buffer
-        else:
-            # Every array is in use. The oldest one is left to whoever holds it
-            # (a caller may keep batches for good), so the pool keeps serving the
-            # batches that a loop drops.
-            pool.append(buffer)
-            if len(pool) > _POOL_SIZE:
-                del pool[0]
+        buffer, _ = _BATCHES.take(shape, volume.dtype)
         return buffer
 
     def _volume_arrays(self) -> dict[str, np.ndarray]:
@@ -134,7 +106,6 @@ class GridSampler(PatchSampler, Dataset):
         # Worker processes rebuild the arrays from the subject.
         state = dict(self.__dict__)
         state["_arrays"] = None
-        state["_buffers"] = {}
         return state
 
     def __call__(

@@ -70,6 +70,10 @@ class WeightedSampler(RandomSampler):
             )
         return data
 
+    def _centre_map(self, subject: Subject) -> np.ndarray:
+        """The first channel of :meth:`get_probability_map` as the array Rust reads."""
+        return self._map_array(self.get_probability_map(subject))
+
     def _map_array(self, probability_map: torch.Tensor) -> np.ndarray:
         channel = probability_map[0]
         if channel.dtype == torch.bool:
@@ -103,7 +107,7 @@ class WeightedSampler(RandomSampler):
             ValueError: If the map holds negative or non-finite values.
             RuntimeError: If the map is empty once the borders are cleared.
         """
-        array = self._map_array(self.get_probability_map(subject))
+        array = self._centre_map(subject)
         size = self._patch_size_tuple()
         try:
             table = native().centre_table(array, size)
