@@ -532,42 +532,97 @@ fn run_linear_aligned<T: Voxel>(
     split_planes(buffer, c, nj * nk)
         .into_par_iter()
         .enumerate()
-        .for_each(|(i, mut planes)| {
-            for (channel, plane) in planes.iter_mut().enumerate() {
-                let data = &source.data[channel * source.channel_len..];
-                for (j, row) in plane.chunks_mut(nk).enumerate() {
-                    let (Some((i0, i1, wi)), Some((j0, j1, wj))) = (ti[i], tj[j]) else {
-                        row.fill(fill[channel]);
-                        continue;
-                    };
-                    let candidates = [
-                        (i0, j0, (1.0 - wi) * (1.0 - wj)),
-                        (i0, j1, (1.0 - wi) * wj),
-                        (i1, j0, wi * (1.0 - wj)),
-                        (i1, j1, wi * wj),
-                    ];
-                    let mut rows: [(&[T], f64); 4] = [(&[], 0.0); 4];
-                    let mut count = 0;
-                    for (si, sj, w) in candidates {
-                        if w != 0.0 {
-                            rows[count] = (&data[source.offset(si, sj, 0)..][..len_k], w);
-                            count += 1;
+        .for_each_init(
+            || vec![0.0f64; len_k],
+            |blended, (i, mut planes)| {
+                for (channel, plane) in planes.iter_mut().enumerate() {
+                    let data = &source.data[channel * source.channel_len..];
+                    for (j, row) in plane.chunks_mut(nk).enumerate() {
+                        let (Some((i0, i1, wi)), Some((j0, j1, wj))) = (ti[i], tj[j]) else {
+                            row.fill(fill[channel]);
+                            continue;
+                        };
+                        let candidates = [
+                            (i0, j0, (1.0 - wi) * (1.0 - wj)),
+                            (i0, j1, (1.0 - wi) * wj),
+                            (i1, j0, wi * (1.0 - wj)),
+                            (i1, j1, wi * wj),
+                        ];
+                        let mut rows: [(&[T], f64); 4] = [(&[], 0.0); 4];
+                        let mut count = 0;
+                        for (si, sj, w) in candidates {
+                            if w != 0.0 {
+                                rows[count] = (&data[source.offset(si, sj, 0)..][..len_k], w);
+                                count += 1;
+                            }
+                        }
+                        let fill = fill[channel];
+                        match (k_shift, count) {
+                            (Some(shift), _) => blend_shifted_rows(row, &rows[..count], shift),
+                            // Fixed row counts, so the per-voxel sum over rows unrolls.
+                            (None, 0) => row.fill(fill), // weights sum to 1: never
+                            (None, 1) => blend_rows::<T, 1>(row, first_rows(&rows), &tk, fill),
+                            (None, 2) => blend_then_interpolate::<T, 2>(
+                                row,
+                                first_rows(&rows),
+                                &tk,
+                                fill,
+                                blended,
+                            ),
+                            (None, 3) => blend_then_interpolate::<T, 3>(
+                                row,
+                                first_rows(&rows),
+                                &tk,
+                                fill,
+                                blended,
+                            ),
+                            (None, _) => blend_then_interpolate::<T, 4>(
+                                row,
+                                first_rows(&rows),
+                                &tk,
+                                fill,
+                                blended,
+                            ),
                         }
                     }
-                    let fill = fill[channel];
-                    match (k_shift, count) {
-                        (Some(shift), _) => blend_shifted_rows(row, &rows[..count], shift),
-                        // Fixed row counts, so the per-voxel sum over rows unrolls.
-                        (None, 0) => row.fill(fill), // weights sum to 1: never
-                        (None, 1) => blend_rows::<T, 1>(row, first_rows(&rows), &tk, fill),
-                        (None, 2) => blend_rows::<T, 2>(row, first_rows(&rows), &tk, fill),
-                        (None, 3) => blend_rows::<T, 3>(row, first_rows(&rows), &tk, fill),
-                        (None, _) => blend_rows::<T, 4>(row, first_rows(&rows), &tk, fill),
-                    }
                 }
-            }
-        });
+            },
+        );
     Ok(())
+}
+
+/// `row[k]` = the rows blended into one input row first (a straight loop
+/// over the input's K axis), which is then interpolated along K at the
+/// table's entries: per output voxel one interpolation instead of `N`.
+#[inline(always)]
+fn blend_then_interpolate<T: Voxel, const N: usize>(
+    row: &mut [T],
+    rows: [(&[T], f64); N],
+    table: &[Option<(usize, usize, f64)>],
+    fill: T,
+    blended: &mut [f64],
+) {
+    // Row by row over the whole K axis (summed in row order), so each pass
+    // is a straight vectorisable loop.
+    let [(first, w0), rest @ ..] = rows.as_slice() else {
+        return;
+    };
+    for (b, &x) in blended.iter_mut().zip(*first) {
+        *b = w0 * x.to_f64();
+    }
+    for (line, w) in rest {
+        for (b, &x) in blended.iter_mut().zip(*line) {
+            *b += w * x.to_f64();
+        }
+    }
+    for (out, entry) in row.iter_mut().zip(table) {
+        let Some((k0, k1, wk)) = *entry else {
+            *out = fill;
+            continue;
+        };
+        let a = blended[k0];
+        *out = convert(a + (blended[k1] - a) * wk);
+    }
 }
 
 /// `row[k] = sum_r w_r line_r[k + shift]` (accumulated in float64, in row order).
