@@ -40,8 +40,10 @@ class BSplineField:
 
     The warp kernel evaluates it row by row, without a dense field in memory,
     when it is the first step of a nearest or linear warp onto its own grid (an
-    elastic deformation on its own, or followed by affines). Anywhere else it
-    is evaluated densely once, and images that share the step share that field.
+    elastic deformation on its own, or followed by affines) or onto a grid
+    aligned with it (followed by a resampling), where it is evaluated exactly at
+    the target points. Anywhere else it is evaluated densely once, and images
+    that share the step share that field.
 
     Args:
         control_points: ``(n0, n1, n2, 3)`` float64 displacements along voxel
@@ -66,6 +68,19 @@ class BSplineField:
         """Whether the field lies exactly on the grid (``shape``, ``affine``)."""
         return self.shape == tuple(int(v) for v in shape) and np.array_equal(self.affine, affine)
 
+    def aligned_with(self, affine: np.ndarray) -> bool:
+        """Whether a grid of voxel -> RAS ``affine`` is aligned with the field's.
+
+        Aligned: the grid's voxel -> field voxel map only scales, shifts or flips
+        each axis (off-diagonal terms below ``1e-9`` of their row, the rounding
+        of composed affines), as the native warp decides; it then evaluates the
+        field exactly at the grid's points.
+        """
+        to_field = np.linalg.solve(self.affine, np.asarray(affine, dtype=np.float64))[:3, :3]
+        size = np.abs(to_field).sum(axis=1)
+        off_diagonal = np.abs(to_field - np.diag(np.diag(to_field)))
+        return bool(np.all(np.diag(to_field) != 0) and np.all(off_diagonal <= 1e-9 * size[:, None]))
+
 
 #: One step of a coordinate chain: a 4x4 world -> world matrix, (field, field_affine)
 #: or a B-spline field.
@@ -80,9 +95,10 @@ def _native_steps(
 ) -> list[Any]:
     """The chain as the native warp takes it.
 
-    A leading B-spline field on the target grid of a nearest or linear warp is
-    passed as its control points (the kernel evaluates it row by row); other
-    B-spline fields are passed densely.
+    A leading B-spline field on the target grid of a nearest or linear warp, or
+    on a grid aligned with it, is passed as its control points (the kernel
+    evaluates it row by row at the target points); other B-spline fields are
+    passed densely.
     """
     steps: list[Any] = []
     for position, step in enumerate(chain):
@@ -90,7 +106,7 @@ def _native_steps(
             if (
                 position == 0
                 and interpolation in ("nearest", "linear")
-                and step.on_grid(shape, target_affine)
+                and (step.on_grid(shape, target_affine) or step.aligned_with(target_affine))
             ):
                 steps.append((step.control_points, step.shape, step.affine))
             else:

@@ -27,12 +27,28 @@ type AxisSupport = Option<(usize, [f64; 4])>;
 
 /// Control-grid support of every voxel index along an axis of `size` voxels
 /// with `points` control points (ITK initializer conventions).
+#[cfg(test)]
 fn axis_supports(size: usize, points: usize) -> Vec<AxisSupport> {
+    supports_at((0..size).map(|v| v as f64), size, points)
+}
+
+/// Control-grid support at continuous voxel indices `positions` along an
+/// axis of `size` voxels with `points` control points.
+fn supports_at(
+    positions: impl Iterator<Item = f64>,
+    size: usize,
+    points: usize,
+) -> Vec<AxisSupport> {
     let mesh = (points - 3) as f64;
     let scale = mesh / (size as f64 + 0.25);
-    (0..size)
+    positions
         .map(|v| {
-            let g = (v as f64 + 0.625) * scale + 1.0;
+            let g = (v + 0.625) * scale + 1.0;
+            // Supports start at 0 ..= points - 4: a first guard in float64
+            // (also against NaN and far points, before any integer cast).
+            if !(1.0..=(points - 2) as f64).contains(&g) {
+                return None;
+            }
             let base = g.floor();
             let mut start = base as i64 - 1;
             let mut t = g - base;
@@ -61,7 +77,8 @@ fn blend4(w: [f64; 4], s: [f64; 4]) -> f64 {
     sum
 }
 
-/// A control grid prepared for evaluation on the voxels of one image: the
+/// A control grid prepared for evaluation on the points of a sampling grid
+/// (the voxels of its image, or of another grid aligned with it): the
 /// per-axis supports and the grid already contracted along K. Dense fields
 /// ([`bspline_field`]) and the warp's on-the-fly rows both evaluate through
 /// [`BSplineGrid::plane_rows`] and [`BSplineGrid::row`], so their
@@ -85,6 +102,23 @@ impl BSplineGrid {
     /// Fewer than 4 control points along an axis, a last axis that is not 3,
     /// an empty shape, or non-finite coefficients.
     pub fn new(coefficients: ArrayView4<'_, f64>, shape: [usize; 3]) -> Result<Self> {
+        let voxels = shape.map(|n| (0..n).map(|v| v as f64).collect::<Vec<_>>());
+        Self::sampled(coefficients, shape, &voxels)
+    }
+
+    /// Prepares `coefficients` for an image of spatial `shape`, to be evaluated
+    /// on a grid aligned with the image's axes whose points along axis `d`
+    /// lie at the image's continuous voxel indices `positions[d]` (a finer
+    /// or coarser grid, shifted or flipped). Points whose support leaves the
+    /// control grid get zero displacement.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new), and empty `positions`.
+    pub fn sampled(
+        coefficients: ArrayView4<'_, f64>,
+        shape: [usize; 3],
+        positions: &[Vec<f64>; 3],
+    ) -> Result<Self> {
         let (n0, n1, n2, components) = coefficients.dim();
         if components != 3 || n0 < 4 || n1 < 4 || n2 < 4 {
             return Err(Error::Shape(format!(
@@ -92,9 +126,9 @@ impl BSplineGrid {
                 coefficients.shape()
             )));
         }
-        if shape.contains(&0) {
+        if shape.contains(&0) || positions.iter().any(Vec::is_empty) {
             return Err(Error::Empty(format!(
-                "image shape {shape:?} holds no voxels"
+                "image shape {shape:?} or its sampling grid holds no voxels"
             )));
         }
         if coefficients.iter().any(|v| !v.is_finite()) {
@@ -102,8 +136,10 @@ impl BSplineGrid {
                 "control points contain NaN or infinite values".into(),
             ));
         }
-        let [ni, nj, nk] = shape;
-        let support_k = axis_supports(nk, n2);
+        let supports =
+            |d: usize, points: usize| supports_at(positions[d].iter().copied(), shape[d], points);
+        let support_k = supports(2, n2);
+        let nk = support_k.len();
         let mut t1 = vec![0.0f64; n0 * n1 * 3 * nk];
         for a in 0..n0 {
             for b in 0..n1 {
@@ -120,15 +156,15 @@ impl BSplineGrid {
             }
         }
         Ok(Self {
-            shape,
+            shape: positions.each_ref().map(Vec::len),
             n1,
-            support_i: axis_supports(ni, n0),
-            support_j: axis_supports(nj, n1),
+            support_i: supports(0, n0),
+            support_j: supports(1, n1),
             t1,
         })
     }
 
-    /// Spatial shape of the image the grid is evaluated on.
+    /// Shape of the grid the control grid is evaluated on.
     pub fn shape(&self) -> [usize; 3] {
         self.shape
     }

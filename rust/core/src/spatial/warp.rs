@@ -135,36 +135,79 @@ fn chain_head(chain: &[Step<'_>], target: &Grid) -> Result<(Matrix4, Option<usiz
 
 /// Prepares every B-spline step's grid, and says which step (if any) the
 /// rows evaluate on the fly: the first field of a nearest or linear warp,
-/// when it lies exactly on the target grid (as dense fields read at voxels).
+/// when the target grid is its own grid (as dense fields read at voxels) or
+/// a grid aligned with it (the field is then evaluated exactly at the target
+/// points, instead of interpolating a dense field evaluated at its voxels).
 fn prepare_bsplines(
     chain: &[Step<'_>],
     target: &Grid,
     interpolation: Interpolation,
 ) -> Result<(Vec<Option<BSplineGrid>>, Option<usize>)> {
-    let grids = chain
-        .iter()
-        .map(|step| match step {
-            Step::BSpline {
-                coefficients,
-                shape,
-                ..
-            } => BSplineGrid::new(coefficients.view(), *shape).map(Some),
-            _ => Ok(None),
-        })
-        .collect::<Result<Vec<_>>>()?;
     let (head, first_field) = chain_head(chain, target)?;
     let rows_mode = matches!(
         interpolation,
         Interpolation::Nearest | Interpolation::Linear
     );
-    let lazy = first_field.filter(|&position| {
-        rows_mode
-            && matches!(
-                chain[position],
-                Step::BSpline { shape, affine, .. } if shape == target.shape && affine == head
-            )
-    });
-    Ok((grids, lazy))
+    // The first field evaluated by the rows, and where they sample it (`None`:
+    // on its own voxels).
+    let mut lazy: Option<(usize, Option<[Vec<f64>; 3]>)> = None;
+    if let Some(position) = first_field.filter(|_| rows_mode) {
+        if let Step::BSpline { shape, affine, .. } = &chain[position] {
+            if *shape == target.shape && *affine == head {
+                lazy = Some((position, None));
+            } else if let Some(positions) = aligned_positions(affine, &head, target.shape)? {
+                lazy = Some((position, Some(positions)));
+            }
+        }
+    }
+    let grids = chain
+        .iter()
+        .enumerate()
+        .map(|(position, step)| match step {
+            Step::BSpline {
+                coefficients,
+                shape,
+                ..
+            } => match &lazy {
+                Some((at, Some(positions))) if *at == position => {
+                    BSplineGrid::sampled(coefficients.view(), *shape, positions).map(Some)
+                }
+                _ => BSplineGrid::new(coefficients.view(), *shape).map(Some),
+            },
+            _ => Ok(None),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((grids, lazy.map(|(position, _)| position)))
+}
+
+/// Relative size below which an off-diagonal term of the target -> field
+/// voxel map counts as zero (the rounding of composed affines).
+const ALIGNED_TOLERANCE: f64 = 1e-9;
+
+/// The field's continuous voxel indices of the target grid's points along
+/// each axis, if the target voxel -> field voxel map (`field_affine^-1
+/// head`) is diagonal up to rounding: scaled, shifted or flipped axes, no
+/// rotation or permutation. `None` otherwise.
+fn aligned_positions(
+    field_affine: &Matrix4,
+    head: &Matrix4,
+    shape: [usize; 3],
+) -> Result<Option<[Vec<f64>; 3]>> {
+    let m = affine::multiply(&affine::invert(field_affine)?, head);
+    for (r, row) in m.iter().take(3).enumerate() {
+        let size: f64 = row[..3].iter().map(|v| v.abs()).sum();
+        let off_diagonal = (0..3)
+            .filter(|&c| c != r)
+            .any(|c| row[c].abs() > ALIGNED_TOLERANCE * size);
+        if off_diagonal || row[r] == 0.0 {
+            return Ok(None);
+        }
+    }
+    Ok(Some(std::array::from_fn(|d| {
+        (0..shape[d])
+            .map(|o| m[d][d] * o as f64 + m[d][3])
+            .collect()
+    })))
 }
 
 /// Resolves the chain's B-spline steps: the lazy one by reference to its
@@ -863,7 +906,7 @@ fn resample<T: Voxel>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use ndarray::{s, Array};
+    use ndarray::{s, Array, Axis};
 
     fn ramp(shape: (usize, usize, usize, usize)) -> Array4<f32> {
         let n = shape.0 * shape.1 * shape.2 * shape.3;
@@ -1261,6 +1304,99 @@ mod tests {
         )
         .unwrap();
         assert!(moved != volume);
+    }
+
+    /// Cubic B-spline displacement at the field's continuous voxel index `v`,
+    /// summed over its 64 control points (ITK initializer conventions).
+    fn bspline_at(points: &Array4<f64>, shape: [usize; 3], v: [f64; 3]) -> [f64; 3] {
+        let mut starts = [0usize; 3];
+        let mut weights = [[0.0f64; 4]; 3];
+        for d in 0..3 {
+            let n = points.shape()[d] as f64;
+            let g = (v[d] + 0.625) * (n - 3.0) / (shape[d] as f64 + 0.25) + 1.0;
+            if g < 1.0 || g >= n - 2.0 {
+                return [0.0; 3];
+            }
+            let t = g - g.floor();
+            starts[d] = g.floor() as usize - 1;
+            weights[d] = [
+                (1.0 - t).powi(3) / 6.0,
+                (3.0 * t.powi(3) - 6.0 * t * t + 4.0) / 6.0,
+                (-3.0 * t.powi(3) + 3.0 * t * t + 3.0 * t + 1.0) / 6.0,
+                t.powi(3) / 6.0,
+            ];
+        }
+        let mut u = [0.0; 3];
+        for a in 0..4 {
+            for b in 0..4 {
+                for c in 0..4 {
+                    let w = weights[0][a] * weights[1][b] * weights[2][c];
+                    for (d, value) in u.iter_mut().enumerate() {
+                        *value += w * points[[starts[0] + a, starts[1] + b, starts[2] + c, d]];
+                    }
+                }
+            }
+        }
+        u
+    }
+
+    #[test]
+    fn bspline_on_an_aligned_grid_is_evaluated_at_its_points() {
+        // Channel c of the input holds its voxel index along axis c, so the
+        // linear warp returns the continuous input index of each output point.
+        let shape = [13, 11, 17];
+        let volume = Array4::from_shape_fn((3, 13, 11, 17), |(c, i, j, k)| [i, j, k][c] as f32);
+        let field_affine = oblique();
+        let points = control_points();
+        // Coarser along I, finer along J, flipped along K, and shifted.
+        let mut scaling = IDENTITY;
+        scaling[0] = [1.5, 0.0, 0.0, 0.5];
+        scaling[1] = [0.0, 0.8, 0.0, -0.3];
+        scaling[2] = [0.0, 0.0, -1.25, 16.2];
+        let grid = Grid {
+            shape: [9, 15, 13],
+            affine: affine::multiply(&field_affine, &scaling),
+        };
+        let chain = [Step::BSpline {
+            coefficients: points.view(),
+            shape,
+            affine: field_affine,
+        }];
+        let fill = [-1.0; 3];
+        let warped = warp(
+            volume.view(),
+            &field_affine,
+            &grid,
+            &chain,
+            Interpolation::Linear,
+            &fill,
+        )
+        .unwrap();
+        let to_index = affine::invert(&field_affine).unwrap();
+        let mut interior = 0;
+        for ((i, j, k), _) in warped.index_axis(Axis(0), 0).indexed_iter() {
+            let v = affine::apply(&scaling, [i as f64, j as f64, k as f64]);
+            let u = bspline_at(&points, shape, v);
+            let world = affine::apply(&grid.affine, [i as f64, j as f64, k as f64]);
+            let moved = [world[0] + u[0], world[1] + u[1], world[2] + u[2]];
+            let x = affine::apply(&to_index, moved);
+            if (0..3).all(|d| x[d] >= 0.0 && x[d] <= (shape[d] - 1) as f64) {
+                interior += 1;
+                for d in 0..3 {
+                    let got = warped[[d, i, j, k]] as f64;
+                    assert!(
+                        (got - x[d]).abs() < 1e-3,
+                        "{d} {i} {j} {k}: {got} vs {}",
+                        x[d]
+                    );
+                }
+            }
+        }
+        assert!(interior > 500, "{interior} interior points");
+        assert!(
+            warped.iter().any(|&v| v == -1.0),
+            "some points fall outside"
+        );
     }
 
     #[test]
