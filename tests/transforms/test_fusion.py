@@ -72,13 +72,11 @@ def test_elastic_then_resample_evaluates_the_bspline_at_the_new_grid(spacing: fl
 
     control_points = np.random.default_rng(4).uniform(-3, 3, (6, 7, 5, 3))
     original = subject()
-    fused = tio.Compose(
-        [tio.ElasticDeformation(control_points, (3, 3, 3)), tio.Resample(spacing)]
-    )(original)
-    source = torchio.ScalarImage(tensor=original.t.data, affine=original.t.affine).as_sitk()
-    transform = sitk.BSplineTransformInitializer(
-        source, [n - 3 for n in control_points.shape[:-1]]
+    fused = tio.Compose([tio.ElasticDeformation(control_points, (3, 3, 3)), tio.Resample(spacing)])(
+        original
     )
+    source = torchio.ScalarImage(tensor=original.t.data, affine=original.t.affine).as_sitk()
+    transform = sitk.BSplineTransformInitializer(source, [n - 3 for n in control_points.shape[:-1]])
     transform.SetParameters(control_points.flatten(order="F").tolist())
     grid = torchio.ScalarImage(tensor=torch.zeros_like(fused.t.data), affine=fused.t.affine)
     # Points mapped outside the input take its minimum, as TorchIO pads.
