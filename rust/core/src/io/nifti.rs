@@ -675,9 +675,12 @@ const HEAD_BYTES: usize = 4096;
 
 /// Output bytes up to which a region is read with positioned reads on the
 /// calling thread when the pool has several threads: above it the parallel
-/// decode of the mapped file wins (a 96^3 float32 patch, 3.4 MiB, took 1.3 ms
-/// on one thread against 1.1 ms mapped on two idle cores).
-const DIRECT_MAX_BYTES: usize = 1 << 20;
+/// decode of the mapped file wins. A 96^3 float32 patch (3.4 MiB) took 1.3 ms
+/// direct against 1.1 ms mapped on two idle cores before the direct transpose
+/// stopped thrashing L1 (see `transpose_tile_raw32`); after it, on two cores
+/// shared with other work, 2.1 ms direct against 5-6 ms mapped, whose second
+/// thread waits for a core.
+const DIRECT_MAX_BYTES: usize = 4 << 20;
 
 /// The same bound with a single-thread pool (as in `DataLoader` workers),
 /// where the mapped decode has no parallelism to gain.
