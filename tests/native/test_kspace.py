@@ -73,6 +73,24 @@ def test_ghosting_1d_equals_3d_fft(volume, axis, num_ghosts, restore):
         np.testing.assert_allclose(out[c], expected, atol=2e-5)
 
 
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ghosting_prime_lengths_match_numpy(axis, dtype):
+    # 37, 29 and 23 have prime factors above 13, so lines along them are
+    # filtered by the zero-padded power-of-two convolution, not FFTs of their
+    # own length; 38 (2 x 19) and 17 test an odd column count and an even length.
+    rng = np.random.default_rng(5)
+    for shape in [(2, 37, 29, 23), (1, 38, 17, 31)]:
+        data = (rng.normal(size=shape) * 50).astype(dtype)
+        for num_ghosts, restore in [(4, None), (7, 0.25)]:
+            out = native().ghosting(data, num_ghosts, axis, 0.8, restore)
+            for c in range(shape[0]):
+                expected = reference_ghosting(
+                    data[c].astype(np.float64), num_ghosts, axis, 0.8, restore
+                )
+                np.testing.assert_allclose(out[c], expected, atol=2e-4, rtol=0)
+
+
 def test_ghosting_zero_intensity_is_identity(volume):
     out = native().ghosting(volume, 3, 1, 0.0)
     np.testing.assert_allclose(out, volume, atol=1e-5)
@@ -141,12 +159,15 @@ def test_motion_segments_match_fft_reference(volume):
 
 def test_threads_do_not_change_results(volume):
     big = np.random.default_rng(3).normal(size=(1, 20, 18, 16)).astype(np.float32)
+    primes = np.random.default_rng(4).normal(size=(1, 23, 19, 17)).astype(np.float32)
     results = []
     for threads in (1, 2):
         set_num_threads(threads)
         results.append(
             (
                 native().ghosting(big, 3, 0, 0.6, 0.2),
+                native().ghosting(primes, 3, 0, 0.6, 0.2),
+                native().ghosting(primes, 4, 1, 0.9, None),
                 native().spike(big, [(1, 2, 3), (5, 5, 5)], 1.0),
                 native().motion(big, np.eye(4), [np.eye(4)], "linear", [8, 16], [0, 1]),
             )

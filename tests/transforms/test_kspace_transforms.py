@@ -46,6 +46,15 @@ def test_ghosting_matches_torchio(tensor, axis, num_ghosts, intensity, restore):
     _compare(tio.Ghosting(*args), torchio.Ghosting(*args), tensor)
 
 
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_ghosting_prime_shape_matches_torchio(axis):
+    # Prime lengths above 13 take the padded-convolution route of the kernel.
+    generator = torch.Generator().manual_seed(1)
+    tensor = torch.rand(1, 23, 19, 29, generator=generator) * 100
+    args = (5, axis, 0.9, None)
+    _compare(tio.Ghosting(*args), torchio.Ghosting(*args), tensor)
+
+
 def test_ghosting_identity_cases_keep_dtype(tensor):
     data = tensor.to(torch.int16)
     ours, _ = _pair(data)

@@ -675,9 +675,12 @@ const HEAD_BYTES: usize = 4096;
 
 /// Output bytes up to which a region is read with positioned reads on the
 /// calling thread when the pool has several threads: above it the parallel
-/// decode of the mapped file wins (a 96^3 float32 patch, 3.4 MiB, took 1.3 ms
-/// on one thread against 1.1 ms mapped on two idle cores).
-const DIRECT_MAX_BYTES: usize = 1 << 20;
+/// decode of the mapped file wins. A 96^3 float32 patch (3.4 MiB) took 1.3 ms
+/// direct against 1.1 ms mapped on two idle cores before the direct transpose
+/// stopped thrashing L1 (see `transpose_tile_raw32`); after it, on two cores
+/// shared with other work, 2.1 ms direct against 5-6 ms mapped, whose second
+/// thread waits for a core.
+const DIRECT_MAX_BYTES: usize = 4 << 20;
 
 /// The same bound with a single-thread pool (as in `DataLoader` workers),
 /// where the mapped decode has no parallelism to gain.
@@ -893,6 +896,11 @@ fn read_ne<const N: usize, const SWAP: bool>(bytes: &[u8]) -> [u8; N] {
     raw
 }
 
+thread_local! {
+    /// Slab buffer of `Layout::decode_direct`, kept between calls.
+    static SLAB_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// I extent of the tiles `decode_direct` transposes.
 const TILE_I: usize = 16;
 
@@ -947,8 +955,13 @@ fn transpose_tile_raw32<O>(
             __m128i, _mm_loadu_si128, _mm_storeu_si128, _mm_unpackhi_epi32, _mm_unpackhi_epi64,
             _mm_unpacklo_epi32, _mm_unpacklo_epi64,
         };
-        for kq in (0..TILE_K).step_by(4) {
-            for iq in (0..TILE_I).step_by(4) {
+        // i quads outside: the four output rows of a quad are finished before
+        // the next four start. The rows are `stride` elements apart, often a
+        // multiple of 4 KiB (a 96 x 96 plane of 4-byte voxels is 9 x 4 KiB), so
+        // all TILE_I rows fall into one L1 set: with k quads outside, the 16
+        // half-written lines evicted each other between their four stores.
+        for iq in (0..TILE_I).step_by(4) {
+            for kq in (0..TILE_K).step_by(4) {
                 let at = kq * slab + iq * 4;
                 // SAFETY: SSE2 is part of the x86_64 baseline. `src` was cut to hold
                 // byte `(TILE_K - 1) * slab + TILE_I * 4 - 1`, and each load reads 16
@@ -1070,12 +1083,36 @@ impl Layout {
         O: Copy + Default,
         F: Fn(&[u8]) -> O,
     {
+        let [_, _, (k0, k1)] = self.region;
+        let slab = self.slab_bytes(N);
+        // The slab buffer is reused across calls on this thread: a fresh one
+        // of up to DIRECT_MAX_BUFFER bytes was zeroed (and page-faulted in) on
+        // every read. Every byte a transpose reads is first filled by a read.
+        let mut buffer = SLAB_BUFFER.with(|cell| cell.take());
+        buffer.resize(slab * TILE_K.min(k1 - k0), 0);
+        let result = self.decode_direct_into::<O, F, N>(file, offset, raw, convert, &mut buffer);
+        SLAB_BUFFER.with(|cell| cell.replace(buffer));
+        result
+    }
+
+    /// [`Layout::decode_direct`] with the slab buffer given.
+    fn decode_direct_into<O, F, const N: usize>(
+        &self,
+        file: &File,
+        offset: u64,
+        raw: bool,
+        convert: F,
+        buffer: &mut [u8],
+    ) -> Result<Array4<O>>
+    where
+        O: Copy + Default,
+        F: Fn(&[u8]) -> O,
+    {
         let [(i0, i1), (j0, j1), (k0, k1)] = self.region;
         let (ri, rj, rk) = (i1 - i0, j1 - j0, k1 - k0);
         let [nx, ny, nz] = self.shape;
         let slab = self.slab_bytes(N);
         let row = nx * N;
-        let mut buffer = vec![0u8; slab * TILE_K.min(rk)];
         let mut output = Array4::<O>::uninit((self.channels, ri, rj, rk));
         let out = output
             .as_slice_mut()
