@@ -203,7 +203,9 @@ pub fn add_noise<T: Float32Promotion>(
     let Some(data) = input.as_slice() else {
         return Err(Error::Shape("input could not be made contiguous".into()));
     };
-    let mut output = Array4::<T::Out>::default(volume.raw_dim());
+    // Not zero-filled first: every element is written below, and zeroing would
+    // be one more pass over a volume-sized buffer.
+    let mut output = Array4::<T::Out>::uninit(volume.raw_dim());
     let Some(out) = output.as_slice_mut() else {
         return Err(Error::Shape("output is not contiguous".into()));
     };
@@ -217,11 +219,13 @@ pub fn add_noise<T: Float32Promotion>(
                 let noise = &mut noise[..out_chunk.len()];
                 fill_noise_chunk(noise, bits, seed, chunk as u64, mean, std);
                 for ((o, &v), &n) in out_chunk.iter_mut().zip(in_chunk).zip(noise.iter()) {
-                    *o = v.add_f32(if invert { -n } else { n });
+                    o.write(v.add_f32(if invert { -n } else { n }));
                 }
             },
         );
-    Ok(output)
+    // SAFETY: the output and input chunks have the same lengths (both arrays
+    // are contiguous with the same shape), so the loop above wrote every element.
+    Ok(unsafe { output.assume_init() })
 }
 
 #[cfg(test)]
@@ -268,6 +272,22 @@ mod tests {
         );
         assert_eq!(a, add_noise(volume.view(), 1.5, 2.0, 7, false).unwrap());
         assert_ne!(a, add_noise(volume.view(), 1.5, 2.0, 8, false).unwrap());
+    }
+
+    #[test]
+    fn every_voxel_gets_its_chunk_noise() {
+        // Two whole chunks and a partial one of odd length: the output is not
+        // zero-filled first, so each voxel must be written by its own chunk.
+        let volume = Array4::<f32>::zeros((1, 3, 7, 2 * CHUNK / 21 + 5));
+        assert_eq!(volume.len() % CHUNK % 2, 1);
+        let out = add_noise(volume.view(), 0.25, 1.5, 99, false).unwrap();
+        let values = out.as_slice().unwrap();
+        let mut bits = Vec::new();
+        for (chunk, slice) in values.chunks(CHUNK).enumerate() {
+            let mut expected = vec![0f32; slice.len()];
+            fill_noise_chunk(&mut expected, &mut bits, 99, chunk as u64, 0.25, 1.5);
+            assert_eq!(slice, &expected[..], "chunk {chunk}");
+        }
     }
 
     #[test]
