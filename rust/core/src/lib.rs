@@ -15,6 +15,7 @@ pub mod label;
 pub mod parallel;
 pub mod patches;
 pub mod spatial;
+pub mod stream;
 pub mod volume;
 
 pub use error::{Error, Result};

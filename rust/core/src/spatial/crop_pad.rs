@@ -13,6 +13,7 @@ use ndarray::{Array4, ArrayView4};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::stream::copy_streaming;
 use crate::volume::{check_not_empty, Voxel};
 
 /// How voxels outside the input are filled (`numpy.pad` modes).
@@ -325,6 +326,10 @@ fn fill_mapped<T: Voxel>(
     let run_end = usize::try_from((nk as i64 - k_axis.start).clamp(0, ok as i64)).unwrap_or(0);
     let run_end = run_end.max(run_start);
     let map_k = &maps[2];
+    // Output planes that are whole input planes (a copy, or a crop along I only).
+    let whole_planes = [&axes[1], &axes[2]]
+        .iter()
+        .all(|axis| axis.start == 0 && axis.out == axis.n);
 
     out.par_chunks_mut(oj * ok)
         .enumerate()
@@ -335,6 +340,10 @@ fn fill_mapped<T: Voxel>(
                 return;
             };
             let source_plane = &input[(c * ni + si) * nj * nk..][..nj * nk];
+            if whole_planes {
+                copy_streaming(plane, source_plane);
+                return;
+            }
             for (j, row) in plane.chunks_mut(ok).enumerate() {
                 let Some(sj) = maps[1][j] else {
                     row.fill(constant);

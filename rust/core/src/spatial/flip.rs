@@ -4,6 +4,7 @@ use ndarray::{s, Array4, ArrayView4};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::stream::copy_streaming;
 use crate::volume::{check_not_empty, zeroed, Voxel};
 
 /// Returns a new C-order copy of `volume` reversed along the spatial `axes`.
@@ -55,6 +56,11 @@ pub fn flip<T: Voxel>(volume: ArrayView4<'_, T>, axes: &[usize]) -> Result<Array
             let (channel, i) = (plane_index / ni, plane_index % ni);
             let source_i = if flip_axis[0] { ni - 1 - i } else { i };
             let source = volume.slice(s![channel, source_i, .., ..]);
+            if let (false, false, Some(whole)) = (flip_axis[1], flip_axis[2], source.as_slice()) {
+                // The plane is unchanged: one contiguous copy.
+                copy_streaming(plane, whole);
+                return;
+            }
             for (j, row_out) in plane.chunks_mut(nk).enumerate() {
                 let source_j = if flip_axis[1] { nj - 1 - j } else { j };
                 copy_row(row_out, source.row(source_j));
