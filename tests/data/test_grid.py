@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -228,6 +230,27 @@ def test_batched_grid_patches_equal_single_patches() -> None:
     # The collated batch owns its memory: writing to it leaves the subject intact.
     batch["image"][tio.DATA].zero_()
     assert torch.equal(subject["image"].data, tensor)
+
+
+def test_patches_of_an_image_read_from_its_path_take_the_fast_path(tmp_path: Path) -> None:
+    from torchvox.data.sampler.sampler import _is_plain_image
+
+    path = tmp_path / "t1.nii.gz"
+    tio.ScalarImage(tensor=_volume((20, 18, 16), 1), affine=np.diag([0.9, 1.1, 1.3, 1])).save(path)
+    subject = tio.Subject(t1=tio.ScalarImage(path))
+    subject.load()
+    # Read from disk, the image's items were written in another order.
+    assert _is_plain_image(subject["t1"])
+    sampler = tio.GridSampler(subject, (6, 5, 4), (2, 2, 0))
+    indices = [0, 5, len(sampler) - 1]
+    for index, fast in zip(indices, sampler.__getitems__(indices), strict=True):
+        slow = sampler[index]
+        assert list(dict.keys(fast["t1"])) == list(dict.keys(slow["t1"]))
+        assert torch.equal(fast["t1"].data, slow["t1"].data)
+        np.testing.assert_array_equal(fast["t1"].affine, slow["t1"].affine)
+        assert fast["t1"].path == slow["t1"].path == path
+        assert type(fast["t1"]) is tio.ScalarImage
+        assert fast["t1"][tio.TYPE] == tio.INTENSITY
 
 
 def test_batches_held_by_the_caller_are_never_overwritten(

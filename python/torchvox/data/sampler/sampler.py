@@ -131,8 +131,12 @@ def _is_plain_image(image: Image) -> bool:
         type(image) in (Image, ScalarImage, LabelMap)
         and not image.check_nans
         and image._loaded
-        and tuple(dict.keys(image)) == (DATA, AFFINE, PATH, STEM, TYPE)
+        and set(dict.keys(image)) == set(_PLAIN_KEYS)
     )
+
+
+#: The items of a plain image, in the order its constructor writes them.
+_PLAIN_KEYS = (DATA, AFFINE, PATH, STEM, TYPE)
 
 
 def _patch_image(image: Image, affine: np.ndarray, patch: torch.Tensor) -> Image:
@@ -145,10 +149,11 @@ def _patch_image(image: Image, affine: np.ndarray, patch: torch.Tensor) -> Image
     new.__dict__.update(image.__dict__)
     if isinstance(new.path, list):
         new.path = list(new.path)
-    for key, value in dict.items(image):
-        dict.__setitem__(new, key, value)
-    dict.__setitem__(new, DATA, patch)
-    dict.__setitem__(new, AFFINE, affine)
+    # In the constructor's order whatever the order of the source (an image
+    # loaded from its path wrote DATA and AFFINE last).
+    values = {**dict(image), DATA: patch, AFFINE: affine}
+    for key in _PLAIN_KEYS:
+        dict.__setitem__(new, key, values[key])
     return new
 
 
