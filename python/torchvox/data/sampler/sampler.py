@@ -122,7 +122,8 @@ def crop_subject(
         name: to_tensor(native().extract_patch(array, start, size))
         for name, array in arrays.items()
     }
-    return _patch_subject(subject, start, size, patches)
+    (patch,) = _patch_subjects(subject, [start], size, {n: [p] for n, p in patches.items()})
+    return patch
 
 
 def _is_plain_image(image: Image) -> bool:
@@ -161,7 +162,7 @@ def _patch_subjects(
     subject: Subject,
     starts: list[TypeTripletInt],
     size: TypeTripletInt,
-    batches: dict[str, torch.Tensor],
+    batches: dict[str, torch.Tensor] | dict[str, list[torch.Tensor]],
 ) -> list[Subject]:
     """The subjects of :func:`_patch_subject` for patches ``batches[name][n]`` at ``starts[n]``.
 
