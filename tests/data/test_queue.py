@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -163,3 +164,48 @@ def test_bad_arguments() -> None:
         tio.Queue(dataset, 4, 2, sampler, num_workers=-1)
     with pytest.raises(TypeError, match="PatchSampler"):
         tio.Queue(dataset, 4, 2, object())  # type: ignore[arg-type]
+
+
+def test_subjects_are_read_ahead_on_another_thread(tmp_path: Path) -> None:
+    import threading
+
+    paths = []
+    for index in range(3):
+        path = tmp_path / f"t1_{index}.nii.gz"
+        tio.ScalarImage(tensor=torch.full((1, 10, 9, 8), float(index))).save(path)
+        paths.append(path)
+    readers = []
+
+    class Recording(tio.ScalarImage):
+        def load(self) -> None:
+            readers.append(threading.current_thread().name)
+            super().load()
+
+    subjects = [tio.Subject(t1=Recording(path), index=n) for n, path in enumerate(paths)]
+    dataset = tio.SubjectsDataset(subjects, transform=tio.RandomNoise())
+    torch.manual_seed(3)
+    queue = tio.Queue(dataset, 6, 2, tio.UniformSampler(3), num_workers=0)
+    ahead = _drain(queue)
+    assert readers and all(name.startswith("torchvox-read") for name in readers)
+    # The same patches (noise included) as when each subject is read in turn.
+    torch.manual_seed(3)
+    whole = tio.Queue(_Whole(subjects, transform=tio.RandomNoise()), 6, 2, tio.UniformSampler(3))
+    in_turn = _drain(whole)
+    for a, b in zip(ahead, in_turn, strict=True):
+        assert a["index"] == b["index"]
+        assert torch.equal(a["t1"].data, b["t1"].data)
+    # A subject that cannot be read fails when its turn comes, not before.
+    paths[1].unlink()
+    queue = tio.Queue(
+        tio.SubjectsDataset(subjects), 2, 2, tio.UniformSampler(3), shuffle_subjects=False
+    )
+    assert [queue[0]["index"], queue[1]["index"]] == [0, 0]
+    with pytest.raises(Exception, match="t1_1"):
+        queue[2]
+
+
+class _Whole(tio.SubjectsDataset):
+    """A dataset whose items the queue must take whole (no read-ahead)."""
+
+    def __getitem__(self, index: int) -> tio.Subject:
+        return super().__getitem__(index)

@@ -54,9 +54,21 @@ class SubjectsDataset(Dataset[Subject]):
                 f'Index "{index}" must be int or compatible dtype,'
                 f' but an object of type "{type(index)}" was passed'
             ) from error
+        return self.transform_subject(self.load_subject(index))
+
+    def load_subject(self, index: int) -> Subject:
+        """A copy of subject ``index``, loaded (if ``load_getitem``), not transformed.
+
+        The first half of :meth:`__getitem__`: it draws no random numbers, so
+        it may run ahead of time on another thread.
+        """
         subject = copy.deepcopy(self._subjects[index])
         if self.load_getitem:
             subject.load()
+        return subject
+
+    def transform_subject(self, subject: Subject) -> Subject:
+        """The second half of :meth:`__getitem__`: ``subject`` transformed."""
         if self._transform is not None:
             subject = self._transform(subject)
         return subject

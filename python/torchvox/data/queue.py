@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence, Sized
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from typing import Any
 
@@ -16,6 +17,14 @@ from .sampler.sampler import PatchSampler
 from .subject import Subject
 
 __all__ = ["Queue"]
+
+
+def _splits_loading(dataset: SubjectsDataset) -> bool:
+    """Whether ``dataset`` loads and transforms as :class:`SubjectsDataset` does
+    (a subclass that overrides ``__getitem__`` may do anything, so its items
+    are taken whole)."""
+    getitem = type(dataset).__getitem__
+    return isinstance(dataset, SubjectsDataset) and getitem is SubjectsDataset.__getitem__
 
 
 class _SeededSubjects(Dataset):
@@ -44,6 +53,51 @@ class _SeededSubjects(Dataset):
 
 def _first_item(batch: list[Subject]) -> Subject:
     return batch[0]
+
+
+class _LoadAhead(Iterator[Subject]):
+    """The subjects of :class:`_SeededSubjects`, each read while the one before
+    is being transformed.
+
+    Reading a compressed volume is mostly single-threaded decompression, during
+    which the transforms' threads would otherwise wait. A helper thread reads
+    subject ``n + 1`` (no random numbers are drawn there); the calling thread
+    transforms subject ``n`` under its seed, exactly as
+    :meth:`_SeededSubjects.__getitem__` does, so the patches are the same. An
+    error while reading is raised when that subject is asked for.
+    """
+
+    def __init__(self, subjects: _SeededSubjects):
+        # A DataLoader iterator draws its base seed from torch's generator,
+        # whatever its number of workers: draw it too, so that the patches
+        # and later random numbers stay those of the DataLoader path.
+        torch.empty((), dtype=torch.int64).random_()
+        self._subjects = subjects
+        self._position = 0
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchvox-read")
+        self._next: Future[Subject] | None = self._read(0)
+
+    def _read(self, position: int) -> Future[Subject] | None:
+        if position >= len(self._subjects):
+            self._reader.shutdown(wait=False)
+            return None
+        index, _ = self._subjects.order[position]
+        return self._reader.submit(self._subjects.dataset.load_subject, index)
+
+    def __next__(self) -> Subject:
+        if self._next is None:
+            raise StopIteration
+        current, position = self._next, self._position
+        self._position += 1
+        self._next = self._read(self._position)
+        subject = current.result()
+        _, seed = self._subjects.order[position]
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            return self._subjects.dataset.transform_subject(subject)
+
+    def __del__(self) -> None:
+        self._reader.shutdown(wait=False, cancel_futures=True)
 
 
 class Queue(Dataset):
@@ -251,14 +305,17 @@ class Queue(Dataset):
         self._print(f"\nCreating subjects loader with {self.num_workers} workers")
         order = self._epoch_order()
         seeds = torch.randint(0, 2**62, (len(order),)).tolist()
+        subjects = _SeededSubjects(self.subjects_dataset, list(zip(order, seeds, strict=True)))
+        self._num_sampled_subjects = 0
+        if self.num_workers == 0 and _splits_loading(self.subjects_dataset):
+            return _LoadAhead(subjects)
         loader = DataLoader(
-            _SeededSubjects(self.subjects_dataset, list(zip(order, seeds, strict=True))),
+            subjects,
             num_workers=self.num_workers,
             batch_size=1,
             collate_fn=_first_item,
             shuffle=False,
         )
-        self._num_sampled_subjects = 0
         return iter(loader)
 
     def get_max_memory(self, subject: Subject | None = None) -> int:
