@@ -3,7 +3,10 @@
 Every case is timed for each library in the same process run, on the same
 input, after a warm-up call; the reported figure is the median of several
 repetitions, so one slow call (page faults, a background process) does not
-decide a ratio.
+decide a ratio. Each library starts its timing from the same torch seed, so
+random transforms (whose cost depends on what they draw: a zoom out leaves
+more of the output outside the input) draw the same parameters in TorchIO
+and torchvox, which share TorchIO's random stream.
 """
 
 from __future__ import annotations
@@ -12,6 +15,11 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import torch
+
+#: Torch seed every library's timing starts from.
+SEED = 0
 
 #: Libraries in the order their columns appear in the table.
 LIBRARIES = ("torchio", "monai", "medrs", "torchvox")
@@ -76,6 +84,7 @@ def run_case(case: Case) -> Result:
         if runner is None:
             continue
         try:
+            torch.manual_seed(SEED)
             result.median_ms[library] = time_call(runner, case.repeats) / case.items
         except Exception as error:  # a benchmark reports failures instead of stopping
             result.errors[library] = f"{type(error).__name__}: {error}"

@@ -110,7 +110,8 @@ def main() -> None:
         f"({platform.processor() or platform.machine()}); {_versions()}.",
         "",
         "Median of several calls after a warm-up, all libraries in the same process on the same",
-        "input, torch and torchvox on the same number of threads. Ratios are the other library's",
+        "input, torch and torchvox on the same number of threads, each library from the same torch",
+        "seed (random transforms draw the same parameters). Ratios are the other library's",
         "time divided by torchvox's: above 1 means torchvox is faster. Regenerate: `make bench`.",
         "",
     ]

@@ -104,7 +104,7 @@ def cases(volume: Volume) -> list[Case]:
     anisotropy["monai"] = lambda: monai_anisotropy(image)
 
     return [
-        Case("RandomAffine", volume.name, affine, repeats=3, note="T1 + labels; MONAI: T1 only"),
+        Case("RandomAffine", volume.name, affine, repeats=5, note="T1 + labels; MONAI: T1 only"),
         Case(
             "RandomElasticDeformation",
             volume.name,
