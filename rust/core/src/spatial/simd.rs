@@ -261,7 +261,8 @@ pub unsafe fn linear_f32(
 /// again). Rows shorter than one step have none.
 fn steps(n: usize) -> impl Iterator<Item = usize> {
     let whole = n / LANES;
-    let last = (!n.is_multiple_of(LANES) && whole > 0).then_some(n - LANES);
+    // `then`, not `then_some`: `n - LANES` must not be evaluated for short rows.
+    let last = (!n.is_multiple_of(LANES) && whole > 0).then(|| n - LANES);
     (0..whole).map(|step| step * LANES).chain(last)
 }
 
