@@ -97,7 +97,10 @@ class _LoadAhead(Iterator[Subject]):
             return self._subjects.dataset.transform_subject(subject)
 
     def __del__(self) -> None:
-        self._reader.shutdown(wait=False, cancel_futures=True)
+        # Also reached when __init__ failed before the reader existed.
+        reader = getattr(self, "_reader", None)
+        if reader is not None:
+            reader.shutdown(wait=False, cancel_futures=True)
 
 
 class Queue(Dataset):
