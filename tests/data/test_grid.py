@@ -153,6 +153,15 @@ def _add_patches(aggregator, sampler, indices, model) -> None:
         aggregator.add_batch(model(patch["image"].data[None]), patch["location"][None])
 
 
+def _full_grid(module, tensor, mode):
+    """A grid of 6^3 patches (overlap 2) over ``tensor`` and an aggregator given all of them."""
+    subject = module.Subject(image=module.ScalarImage(tensor=tensor.clone()))
+    sampler = module.GridSampler(subject, 6, 2)
+    aggregator = module.GridAggregator(sampler, overlap_mode=mode)
+    _add_patches(aggregator, sampler, range(len(sampler)), lambda batch: batch)
+    return sampler, aggregator
+
+
 @pytest.mark.parametrize("mode", ["average", "hann"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int32])
 def test_weights_of_a_partial_grid_match_torchio(mode, dtype) -> None:
@@ -180,10 +189,7 @@ def test_repeated_patches_count_twice(mode) -> None:
     tensor = _volume((10, 10, 10), 1)
     outputs = []
     for module in (tio, torchio):
-        subject = module.Subject(image=module.ScalarImage(tensor=tensor.clone()))
-        sampler = module.GridSampler(subject, 6, 2)
-        aggregator = module.GridAggregator(sampler, overlap_mode=mode)
-        _add_patches(aggregator, sampler, range(len(sampler)), lambda batch: batch)
+        sampler, aggregator = _full_grid(module, tensor, mode)
         _add_patches(aggregator, sampler, [0], lambda batch: batch + 10)
         outputs.append(aggregator.get_output_tensor())
     ours, theirs = outputs
@@ -346,10 +352,7 @@ def test_batches_added_after_the_output_was_read(mode) -> None:
     tensor = _volume((10, 10, 10), 1)
     outputs = []
     for module in (tio, torchio):
-        subject = module.Subject(image=module.ScalarImage(tensor=tensor.clone()))
-        sampler = module.GridSampler(subject, 6, 2)
-        aggregator = module.GridAggregator(sampler, overlap_mode=mode)
-        _add_patches(aggregator, sampler, range(len(sampler)), lambda batch: batch)
+        sampler, aggregator = _full_grid(module, tensor, mode)
         first = aggregator.get_output_tensor()
         kept = first.clone()
         again = aggregator.get_output_tensor()
