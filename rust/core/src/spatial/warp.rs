@@ -602,30 +602,10 @@ fn run_linear_aligned<T: Voxel>(
                         let fill = fill[channel];
                         match (k_shift, count) {
                             (Some(shift), _) => blend_shifted_rows(row, &rows[..count], shift),
-                            // Fixed row counts, so the per-voxel sum over rows unrolls.
                             (None, 0) => row.fill(fill), // weights sum to 1: never
-                            (None, 1) => blend_rows::<T, 1>(row, first_rows(&rows), &tk, fill),
-                            (None, 2) => blend_then_interpolate::<T, 2>(
-                                row,
-                                first_rows(&rows),
-                                &tk,
-                                fill,
-                                blended,
-                            ),
-                            (None, 3) => blend_then_interpolate::<T, 3>(
-                                row,
-                                first_rows(&rows),
-                                &tk,
-                                fill,
-                                blended,
-                            ),
-                            (None, _) => blend_then_interpolate::<T, 4>(
-                                row,
-                                first_rows(&rows),
-                                &tk,
-                                fill,
-                                blended,
-                            ),
+                            (None, _) => {
+                                blend_then_interpolate(row, &rows[..count], &tk, fill, blended)
+                            }
                         }
                     }
                 }
@@ -636,18 +616,19 @@ fn run_linear_aligned<T: Voxel>(
 
 /// `row[k]` = the rows blended into one input row first (a straight loop
 /// over the input's K axis), which is then interpolated along K at the
-/// table's entries: per output voxel one interpolation instead of `N`.
+/// table's entries: per output voxel one interpolation, whatever the
+/// number of rows (a single row has weight exactly 1).
 #[inline(always)]
-fn blend_then_interpolate<T: Voxel, const N: usize>(
+fn blend_then_interpolate<T: Voxel>(
     row: &mut [T],
-    rows: [(&[T], f64); N],
+    rows: &[(&[T], f64)],
     table: &[Option<(usize, usize, f64)>],
     fill: T,
     blended: &mut [f64],
 ) {
     // Row by row over the whole K axis (summed in row order), so each pass
     // is a straight vectorisable loop.
-    let [(first, w0), rest @ ..] = rows.as_slice() else {
+    let [(first, w0), rest @ ..] = rows else {
         return;
     };
     for (b, &x) in blended.iter_mut().zip(*first) {
@@ -688,36 +669,6 @@ fn blend_shifted_rows<T: Voxel>(row: &mut [T], rows: &[(&[T], f64)], shift: usiz
                 *out = convert(value);
             }
         }
-    }
-}
-
-/// The first `N` of the (up to four) weighted rows.
-#[inline(always)]
-fn first_rows<'r, T, const N: usize>(rows: &[(&'r [T], f64); 4]) -> [(&'r [T], f64); N] {
-    std::array::from_fn(|n| rows[n])
-}
-
-/// `row[k]` = the rows blended, each interpolated along K at the table's entry.
-#[inline(always)]
-fn blend_rows<T: Voxel, const N: usize>(
-    row: &mut [T],
-    rows: [(&[T], f64); N],
-    table: &[Option<(usize, usize, f64)>],
-    fill: T,
-) {
-    for (out, entry) in row.iter_mut().zip(table) {
-        let Some((k0, k1, wk)) = *entry else {
-            *out = fill;
-            continue;
-        };
-        let value: f64 = rows
-            .iter()
-            .map(|(line, w)| {
-                let a = line[k0].to_f64();
-                w * (a + (line[k1].to_f64() - a) * wk)
-            })
-            .sum();
-        *out = convert(value);
     }
 }
 
