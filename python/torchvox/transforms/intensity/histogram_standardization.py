@@ -78,8 +78,12 @@ def _masked_percentiles(
     Raises:
         ValueError: If the mask selects no voxel or the values contain NaN.
     """
-    statistics = native().statistics(array, mask, percentiles=[float(q) for q in percentiles])
-    total = statistics["total"]
+    wanted = [float(q) for q in percentiles]
+    if mask is None:
+        # No moments needed: the radix kernel counts the values in two passes.
+        total = native().range_percentiles(array, wanted)
+    else:
+        total = native().statistics(array, mask, percentiles=wanted)["total"]
     if total["has_nan"]:
         raise ValueError(f'The intensities of "{name}" contain NaN')
     return np.asarray(total["percentiles"], dtype=np.float64)

@@ -14,6 +14,71 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::volume::{check_not_empty, Voxel};
 
+/// Voxels per parallel task.
+const PARALLEL_CHUNK: usize = 1 << 16;
+/// Voxels mapped together: the bin search runs breakpoint by breakpoint over
+/// a whole block, which vectorises, instead of voxel by voxel.
+const BLOCK: usize = 64;
+
+/// The lines of every bin and the breakpoints between them.
+struct Lines<'a> {
+    breakpoints: &'a [f64],
+    slopes: &'a [f64],
+    intercepts: &'a [f64],
+}
+
+impl Lines<'_> {
+    /// Maps the values `x` (at most [`BLOCK`]) into `out` (same length).
+    ///
+    /// The bins are counted breakpoint by breakpoint over the whole block
+    /// (compare-and-add lanes, which vectorise), then each value takes the
+    /// line of its bin. NaN passes no test but belongs to the last bin.
+    #[inline(always)]
+    fn map_block(&self, x: &[f64], out: &mut [std::mem::MaybeUninit<f32>]) {
+        let n = x.len().min(out.len());
+        let mut bins = [0u64; BLOCK];
+        for &at in self.breakpoints {
+            for (bin, &x) in bins[..n].iter_mut().zip(x) {
+                *bin += u64::from(at <= x);
+            }
+        }
+        let last = self.slopes.len() - 1;
+        for ((o, &x), &bin) in out[..n].iter_mut().zip(x).zip(&bins) {
+            let bin = if x.is_nan() {
+                last
+            } else {
+                (bin as usize).min(last)
+            };
+            o.write(
+                (self.slopes[bin] * x + self.intercepts[bin.min(self.intercepts.len() - 1)]) as f32,
+            );
+        }
+    }
+
+    /// Maps `source` into `out` (same length), block by block.
+    #[inline(always)]
+    fn map<T: Voxel>(&self, source: &[T], out: &mut [std::mem::MaybeUninit<f32>]) {
+        let mut x = [0.0f64; BLOCK];
+        for (out, source) in out.chunks_mut(BLOCK).zip(source.chunks(BLOCK)) {
+            let x = &mut x[..source.len()];
+            for (x, &v) in x.iter_mut().zip(source) {
+                *x = v.to_f64() as f32 as f64;
+            }
+            self.map_block(x, out);
+        }
+    }
+
+    /// [`Lines::map`] compiled with AVX2 (four-lane compares and conversions).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn map_avx2<T: Voxel>(&self, source: &[T], out: &mut [std::mem::MaybeUninit<f32>]) {
+        self.map(source, out)
+    }
+}
+
 /// Maps every voxel `x` (first cast to float32, as TorchIO does) to
 /// `slopes[b] * x + intercepts[b]` in float64, stored as float32, where
 /// `b` is the number of `breakpoints` that are `<= x` (`np.digitize(x,
@@ -49,28 +114,32 @@ pub fn piecewise_linear<T: Voxel>(
             "standard-layout volume is not contiguous".into(),
         ));
     };
-    let mut output = Array4::<f32>::zeros((channels, ni, nj, nk));
+    let mut output = Array4::<f32>::uninit((channels, ni, nj, nk));
     let Some(out) = output.as_slice_mut() else {
         return Err(Error::Shape(
             "freshly allocated output is not contiguous".into(),
         ));
     };
-    let plane_len = nj * nk;
-    out.par_chunks_mut(plane_len)
-        .zip(input.par_chunks(plane_len))
-        .for_each(|(plane, source)| {
-            for (o, &v) in plane.iter_mut().zip(source) {
-                let x = v.to_f64() as f32 as f64;
-                // Branch-free count of the breakpoints <= x (a handful of them);
-                // NaN compares false everywhere but belongs to the last bin.
-                let bin = if x.is_nan() {
-                    bins - 1
-                } else {
-                    breakpoints.iter().map(|&b| usize::from(b <= x)).sum()
-                };
-                *o = (slopes[bin] * x + intercepts[bin]) as f32;
+    let table = Lines {
+        breakpoints,
+        slopes,
+        intercepts,
+    };
+    out.par_chunks_mut(PARALLEL_CHUNK)
+        .zip(input.par_chunks(PARALLEL_CHUNK))
+        .for_each(|(out, source)| {
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                unsafe { table.map_avx2(source, out) };
+                return;
             }
+            table.map(source, out);
         });
+    // SAFETY: the output and input chunks have the same lengths (both are
+    // contiguous with the same number of elements) and `map_block` writes
+    // every element of each block.
+    let output = unsafe { output.assume_init() };
     Ok(output)
 }
 
