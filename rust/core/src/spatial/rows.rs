@@ -3,8 +3,9 @@
 //! Each output row `(i, j, 0..K)` is done in three passes over scratch
 //! buffers: input coordinates (incrementally for affine-only chains), taps
 //! (offsets, weights, inside flags, computed once for every channel), then one
-//! gather per channel. On x86-64 with AVX2, runs of eight interior points go
-//! through [`simd`] instead, with bit-identical results.
+//! gather per channel. On x86-64 with AVX2, rows of at least eight points get
+//! their nearest taps, or their trilinear values of `f32` volumes, from
+//! [`simd`] instead, with bit-identical results.
 
 use ndarray::Array4;
 use rayon::prelude::*;
@@ -72,8 +73,6 @@ struct RowScratch<W> {
     offsets: Vec<usize>,
     weights: [Vec<W>; 3],
     valid: Vec<bool>,
-    /// Points a vector kernel already finished (see [`simd`]).
-    done: Vec<bool>,
     lazy: LazyRows,
 }
 
@@ -122,7 +121,6 @@ impl<W: Real> RowScratch<W> {
                 vec![W::of(0.0); n],
             ],
             valid: vec![false; n],
-            done: vec![false; n],
             lazy: LazyRows {
                 plane: None,
                 rows: Vec::new(),
@@ -261,33 +259,24 @@ fn nearest_row<T: Voxel, W: Real>(
     let [_, nj, nk] = source.dims;
     let [ri, rj, rk] = source.dims.map(AxisRule::new);
     let [x0, x1, x2] = &scratch.x;
-    scratch.done.fill(false);
-    let mut all_done = false;
+    let mut vector_done = false;
     #[cfg(target_arch = "x86_64")]
     if vector {
         // SAFETY: `vector` is only set when the CPU has AVX2 and the volume
         // fits (see `run_rows`); the scratch buffers all hold one row.
-        all_done = unsafe {
+        vector_done = unsafe {
             simd::nearest_taps(
                 [x0, x1, x2],
                 source.dims,
                 &mut scratch.offsets,
                 &mut scratch.valid,
-                &mut scratch.done,
             )
         };
     }
     let _ = vector;
-    if !all_done {
-        let taps = scratch
-            .offsets
-            .iter_mut()
-            .zip(scratch.valid.iter_mut())
-            .zip(&scratch.done);
-        for (((((offset, valid), &done), &a), &b), &c) in taps.zip(x0).zip(x1).zip(x2) {
-            if done {
-                continue;
-            }
+    if !vector_done {
+        let taps = scratch.offsets.iter_mut().zip(scratch.valid.iter_mut());
+        for ((((offset, valid), &a), &b), &c) in taps.zip(x0).zip(x1).zip(x2) {
             let (i, oi) = ri.nearest(a);
             let (j, oj) = rj.nearest(b);
             let (k, ok) = rk.nearest(c);
@@ -328,7 +317,6 @@ fn linear_row<T: Voxel, W: Real>(
     let dk = usize::from(nk > 1);
     let dj = if nj > 1 { nk } else { 0 };
     let di = if source.dims[0] > 1 { nj * nk } else { 0 };
-    scratch.done.fill(false);
     #[cfg(target_arch = "x86_64")]
     if vector {
         let geometry = simd::Geometry {
@@ -337,7 +325,7 @@ fn linear_row<T: Voxel, W: Real>(
             prefetch,
         };
         let [x0, x1, x2] = &scratch.x;
-        let mut planes_left = planes.len();
+        let mut written = true;
         for ((plane, data), &fill) in planes
             .iter_mut()
             .zip(source.data.chunks_exact(source.channel_len))
@@ -347,21 +335,21 @@ fn linear_row<T: Voxel, W: Real>(
                 T::as_f32(data),
                 plane.get_mut(start..start + n).and_then(T::as_f32_mut),
             ) else {
+                written = false;
                 break;
             };
             // SAFETY: `vector` is only set for f32 volumes that fit, on CPUs
             // with AVX2 (see `run_rows`); the scratch buffers all hold one row.
-            // Every channel marks the same points done (same coordinates).
             // The fill is a value of the volume's type, here f32, so exact.
             let fill = fill.to_f64() as f32;
-            let all_done = unsafe {
-                simd::linear_f32(data, [x0, x1, x2], &geometry, fill, out, &mut scratch.done)
-            };
-            if all_done && planes_left == 1 {
-                // Every channel is written: nothing is left to the scalar path.
-                return;
+            written &= unsafe { simd::linear_f32(data, [x0, x1, x2], &geometry, fill, out) };
+            if !written {
+                // Too short for a vector step: the same for every channel.
+                break;
             }
-            planes_left -= 1;
+        }
+        if written {
+            return;
         }
     }
     let _ = vector;
@@ -374,13 +362,9 @@ fn linear_row<T: Voxel, W: Real>(
         .zip(scratch.valid.iter_mut())
         .zip(w0.iter_mut())
         .zip(w1.iter_mut())
-        .zip(w2.iter_mut())
-        .zip(&scratch.done);
+        .zip(w2.iter_mut());
     let coordinates = x0.iter().zip(x1).zip(x2);
-    for ((((((offset, valid), wa), wb), wc), &done), ((&a, &b), &c)) in taps.zip(coordinates) {
-        if done {
-            continue;
-        }
+    for (((((offset, valid), wa), wb), wc), ((&a, &b), &c)) in taps.zip(coordinates) {
         let (i, ua, oa) = ri.linear::<W>(a);
         let (j, ub, ob) = rj.linear::<W>(b);
         let (k, uc, oc) = rk.linear::<W>(c);
@@ -403,12 +387,8 @@ fn linear_row<T: Voxel, W: Real>(
             .zip(&scratch.valid)
             .zip(w0)
             .zip(w1)
-            .zip(w2)
-            .zip(&scratch.done);
-        for (o, (((((&offset, &valid), &wa), &wb), &wc), &done)) in out.iter_mut().zip(taps) {
-            if done {
-                continue;
-            }
+            .zip(w2);
+        for (o, ((((&offset, &valid), &wa), &wb), &wc)) in out.iter_mut().zip(taps) {
             let Some(cell) = data.get(offset..=offset + di + dj + dk) else {
                 continue;
             };

@@ -1,14 +1,16 @@
 //! AVX2 kernels for resampling rows (x86-64), eight output voxels per step.
 //!
-//! A step is taken only when all eight input coordinates lie in the interior
-//! (inside the volume and, for trilinear taps, below its last voxel), where no
-//! clamping and no fill are needed; the kernels report which steps they took
-//! in `done`, and the scalar row kernels of `rows` do the rest.
+//! Every step of a row of at least eight points goes through these kernels:
+//! coordinates are clamped into the volume exactly as the scalar kernels of
+//! `rows` clamp them (so every tap is in bounds), and points outside the
+//! volume then take the fill. Rows shorter than one step are left to the
+//! scalar kernels.
 //!
-//! Each operation mirrors the scalar path one for one (truncation of
-//! non-negative coordinates, `f64` differences rounded once to `f32`, the
-//! snapped nearest rounding, `a + (b - a) w` without fused multiply-adds), so
-//! results are bit-identical to it and do not depend on the CPU.
+//! Each operation mirrors the scalar path one for one (clamping, truncation
+//! of non-negative coordinates, `f64` differences rounded once to `f32`, the
+//! snapped inside test and nearest rounding, `a + (b - a) w` without fused
+//! multiply-adds), so results are bit-identical to it and do not depend on
+//! the CPU.
 
 use std::arch::x86_64::*;
 
@@ -74,9 +76,11 @@ fn load8(x: &[f64], at: usize) -> (__m256d, __m256d) {
     }
 }
 
-/// Trilinear taps of one axis for eight coordinates: the lower neighbours as
-/// `i32` lanes, the weights of the upper ones rounded to `f32`, and whether
-/// every coordinate is interior (`0 <= x < n - 1`; flat axes: index 0, weight 0).
+/// Trilinear taps of one axis for eight coordinates, as the scalar kernel
+/// computes them: `x` clamped to `[0, n - 1]` (NaN to 0), the lower
+/// neighbour (at most `n - 2`) as `i32` lanes, the weight of the upper one
+/// rounded to `f32`, and whether every coordinate already lay in `[0, n - 1]`
+/// (so is inside the volume). Flat axes: index 0, weight 0, inside.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 fn linear_axis(x: &[f64], at: usize, n: usize) -> (__m256i, __m256, bool) {
@@ -84,20 +88,36 @@ fn linear_axis(x: &[f64], at: usize, n: usize) -> (__m256i, __m256, bool) {
         return (_mm256_setzero_si256(), _mm256_setzero_ps(), true);
     }
     let (lo, hi) = load8(x, at);
-    let (zero, last) = (_mm256_setzero_pd(), _mm256_set1_pd((n - 1) as f64));
-    let ok = _mm256_movemask_pd(_mm256_and_pd(
-        within(lo, zero, last),
-        within(hi, zero, last),
-    ));
-    // Non-negative: truncation is the floor.
-    let (ilo, ihi) = (_mm256_cvttpd_epi32(lo), _mm256_cvttpd_epi32(hi));
-    let wlo = _mm256_cvtpd_ps(_mm256_sub_pd(lo, _mm256_cvtepi32_pd(ilo)));
-    let whi = _mm256_cvtpd_ps(_mm256_sub_pd(hi, _mm256_cvtepi32_pd(ihi)));
+    let zero = _mm256_setzero_pd();
+    let last = _mm256_set1_pd((n - 1) as f64);
+    let below_last = _mm256_set1_pd((n - 2) as f64);
+    let taps = |x: __m256d| {
+        // `max` returns its second operand (0) for NaN, like `f64::max`.
+        let clamped = _mm256_min_pd(_mm256_max_pd(x, zero), last);
+        // Non-negative: truncation is the floor.
+        let floor = _mm256_cvtepi32_pd(_mm256_cvttpd_epi32(clamped));
+        let base = _mm256_min_pd(floor, below_last);
+        let weight = _mm256_cvtpd_ps(_mm256_sub_pd(clamped, base));
+        let unchanged = _mm256_cmp_pd::<_CMP_EQ_OQ>(x, clamped);
+        (_mm256_cvttpd_epi32(base), weight, unchanged)
+    };
+    let (ilo, wlo, ulo) = taps(lo);
+    let (ihi, whi, uhi) = taps(hi);
+    let unchanged = _mm256_movemask_pd(_mm256_and_pd(ulo, uhi));
     (
         _mm256_set_m128i(ihi, ilo),
         _mm256_set_m128(whi, wlo),
-        ok == 0b1111,
+        unchanged == 0b1111,
     )
+}
+
+/// All bits of the lanes of `bits` (bit `n` for lane `n`), as a float mask.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn lane_mask(bits: u32) -> __m256 {
+    let select = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    let set = _mm256_and_si256(_mm256_set1_epi32(bits as i32), select);
+    _mm256_castsi256_ps(_mm256_cmpeq_epi32(set, select))
 }
 
 /// `a + (b - a) w` lane by lane.
@@ -174,17 +194,15 @@ fn prefetch_rows(base: *const f32, offset: __m256i, di: usize, ahead: isize) {
     }
 }
 
-/// Trilinear interpolation of one `f32` channel along a row.
-///
-/// For each step of [`LANES`] points (see [`steps`]) whose coordinates are
-/// all interior, writes `out` and sets `done`; so it does for steps whose
-/// points all lie outside the volume (by the snapped inside test of
-/// [`outside_mask`]), which get `fill`. Other points get `done = false` and
-/// are left to the caller. Returns whether every point is done.
+/// Trilinear interpolation of one `f32` channel along a row: every step of
+/// [`LANES`] points (see [`steps`]) is written, points outside the volume
+/// (by the snapped inside test of [`inside_mask`]) with `fill`. Returns
+/// whether the row was written, which it is unless it is shorter than one
+/// step.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA, `geometry.dims` must pass [`fits`] and
-/// describe `data`, and `x`, `out` and `done` must have the same length.
+/// describe `data`, and `x` must hold at least `out.len()` points per axis.
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn linear_f32(
     data: &[f32],
@@ -192,67 +210,69 @@ pub unsafe fn linear_f32(
     geometry: &Geometry,
     fill: f32,
     out: &mut [f32],
-    done: &mut [bool],
 ) -> bool {
     let [ni, nj, nk] = geometry.dims;
     let [di, dj, dk] = geometry.strides.map(|s| _mm256_set1_epi32(s as i32));
     let [si, sj, sk] = geometry.strides;
     let base = data.as_ptr();
     let n = out.len();
-    if data.len() < ni * nj * nk || x.iter().any(|axis| axis.len() < n) || done.len() < n {
-        done.fill(false);
+    if n < LANES || data.len() < ni * nj * nk || x.iter().any(|axis| axis.len() < n) {
         return false;
     }
+    let fill_lanes = _mm256_set1_ps(fill);
     let mut lanes = [0i32; LANES];
-    let mut all_done = n >= LANES;
     for at in steps(n) {
-        let (i, wa, oi) = linear_axis(x[0], at, ni);
-        let (j, wb, oj) = linear_axis(x[1], at, nj);
-        let (k, wc, ok) = linear_axis(x[2], at, nk);
+        let (i, wa, in_i) = linear_axis(x[0], at, ni);
+        let (j, wb, in_j) = linear_axis(x[1], at, nj);
+        let (k, wc, in_k) = linear_axis(x[2], at, nk);
         let row = &mut out[at..at + LANES];
-        if oi && oj && ok {
-            let o = offsets([i, j, k], geometry.dims);
-            if geometry.prefetch != 0 {
-                prefetch_rows(base, o, si, geometry.prefetch);
-            }
-            // SAFETY (both arms): interior points have every neighbour inside
-            // the volume `data` holds (`0 <= i <= n - 2` on each active axis).
-            let (c00, c01, c10, c11) = if sk == 1 {
-                // SAFETY: `lanes` holds the eight values written.
-                unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), o) };
-                unsafe {
-                    (
-                        lerp_adjacent(base, &lanes, 0, wc),
-                        lerp_adjacent(base, &lanes, sj, wc),
-                        lerp_adjacent(base, &lanes, si, wc),
-                        lerp_adjacent(base, &lanes, si + sj, wc),
-                    )
-                }
-            } else {
-                let (o_j, o_i) = (_mm256_add_epi32(o, dj), _mm256_add_epi32(o, di));
-                let o_ij = _mm256_add_epi32(o_i, dj);
-                unsafe {
-                    (
-                        lerp_pair(base, o, dk, wc),
-                        lerp_pair(base, o_j, dk, wc),
-                        lerp_pair(base, o_i, dk, wc),
-                        lerp_pair(base, o_ij, dk, wc),
-                    )
-                }
-            };
-            let value = lerp(lerp(c00, c01, wb), lerp(c10, c11, wb), wa);
-            // SAFETY: the slice holds the eight values written.
-            unsafe { _mm256_storeu_ps(row.as_mut_ptr(), value) };
-            done[at..at + LANES].fill(true);
-        } else if outside_mask(x, at, geometry.dims) == ALL_LANES {
-            row.fill(fill);
-            done[at..at + LANES].fill(true);
+        let inside = if in_i && in_j && in_k {
+            ALL_LANES
         } else {
-            done[at..at + LANES].fill(false);
-            all_done = false;
+            inside_mask(x, at, geometry.dims)
+        };
+        if inside == 0 {
+            row.fill(fill);
+            continue;
         }
+        let o = offsets([i, j, k], geometry.dims);
+        if geometry.prefetch != 0 {
+            prefetch_rows(base, o, si, geometry.prefetch);
+        }
+        // SAFETY (both arms): clamped lower neighbours are at most `n - 2`
+        // on every axis of more than one voxel (stride 0 on flat ones), so
+        // every tap lies in the volume `data` holds.
+        let (c00, c01, c10, c11) = if sk == 1 {
+            // SAFETY: `lanes` holds the eight values written.
+            unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), o) };
+            unsafe {
+                (
+                    lerp_adjacent(base, &lanes, 0, wc),
+                    lerp_adjacent(base, &lanes, sj, wc),
+                    lerp_adjacent(base, &lanes, si, wc),
+                    lerp_adjacent(base, &lanes, si + sj, wc),
+                )
+            }
+        } else {
+            let (o_j, o_i) = (_mm256_add_epi32(o, dj), _mm256_add_epi32(o, di));
+            let o_ij = _mm256_add_epi32(o_i, dj);
+            unsafe {
+                (
+                    lerp_pair(base, o, dk, wc),
+                    lerp_pair(base, o_j, dk, wc),
+                    lerp_pair(base, o_i, dk, wc),
+                    lerp_pair(base, o_ij, dk, wc),
+                )
+            }
+        };
+        let mut value = lerp(lerp(c00, c01, wb), lerp(c10, c11, wb), wa);
+        if inside != ALL_LANES {
+            value = _mm256_blendv_ps(fill_lanes, value, lane_mask(inside));
+        }
+        // SAFETY: the slice holds the eight values written.
+        unsafe { _mm256_storeu_ps(row.as_mut_ptr(), value) };
     }
-    all_done
+    true
 }
 
 /// Starts of the vector steps along a row of `n` points: every multiple of
@@ -269,13 +289,13 @@ fn steps(n: usize) -> impl Iterator<Item = usize> {
 /// Every lane of a mask of [`LANES`] bits.
 const ALL_LANES: u32 = (1 << LANES) - 1;
 
-/// Lanes (bit `n` for point `at + n`) whose coordinates lie outside the
-/// volume by the inside test of the scalar kernels: on some axis of more
-/// than one voxel, `x 2^20 + 2^19 + 1/2` is negative, at least `n 2^20`, or
-/// NaN (the snapped form of `-1/2 <= x < n - 1/2`).
+/// Lanes (bit `n` for point `at + n`) whose coordinates lie inside the
+/// volume by the inside test of the scalar kernels: on every axis of more
+/// than one voxel, `0 <= x 2^20 + 2^19 + 1/2 < n 2^20` (the snapped form of
+/// `-1/2 <= x < n - 1/2`; false for NaN).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn outside_mask(x: [&[f64]; 3], at: usize, dims: [usize; 3]) -> u32 {
+fn inside_mask(x: [&[f64]; 3], at: usize, dims: [usize; 3]) -> u32 {
     let (scale, bias) = (_mm256_set1_pd(SNAP_SCALE), _mm256_set1_pd(SNAP_OFFSET));
     let zero = _mm256_setzero_pd();
     let mut inside = ALL_LANES;
@@ -291,75 +311,75 @@ fn outside_mask(x: [&[f64]; 3], at: usize, dims: [usize; 3]) -> u32 {
         let high = _mm256_movemask_pd(within(hi, zero, limit)) as u32;
         inside &= low | (high << 4);
     }
-    !inside & ALL_LANES
+    inside
 }
 
-/// Snapped nearest indices of one axis for eight coordinates
-/// (`trunc(x 2^20 + 2^19 + 1/2) >> 20`, index 0 on flat axes) and whether
-/// every coordinate is inside (`0 <= x 2^20 + 2^19 + 1/2 < n 2^20`).
+/// Snapped nearest indices of one axis for eight coordinates, as the scalar
+/// kernel computes them (`t = x 2^20 + 2^19 + 1/2` clamped to
+/// `[0, n 2^20 - 1]`, NaN to 0, then `trunc(t) >> 20`; index 0 on flat axes),
+/// and the lanes (bit `n` for lane `n`) inside on this axis (`0 <= t < n 2^20`).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn nearest_axis(x: &[f64], at: usize, n: usize) -> (__m256i, bool) {
+fn nearest_axis(x: &[f64], at: usize, n: usize) -> (__m256i, u32) {
     if n == 1 {
-        return (_mm256_setzero_si256(), true);
+        return (_mm256_setzero_si256(), ALL_LANES);
     }
-    let (zero, limit) = (_mm256_setzero_pd(), _mm256_set1_pd(n as f64 * SNAP_SCALE));
+    let zero = _mm256_setzero_pd();
+    let limit = _mm256_set1_pd(n as f64 * SNAP_SCALE);
+    let below_limit = _mm256_set1_pd(n as f64 * SNAP_SCALE - 1.0);
     let (scale, bias) = (_mm256_set1_pd(SNAP_SCALE), _mm256_set1_pd(SNAP_OFFSET));
     let (lo, hi) = load8(x, at);
-    let lo = _mm256_add_pd(_mm256_mul_pd(lo, scale), bias);
-    let hi = _mm256_add_pd(_mm256_mul_pd(hi, scale), bias);
-    let ok = _mm256_movemask_pd(_mm256_and_pd(
-        within(lo, zero, limit),
-        within(hi, zero, limit),
-    ));
-    let both = _mm256_set_m128i(_mm256_cvttpd_epi32(hi), _mm256_cvttpd_epi32(lo));
-    (_mm256_srli_epi32::<20>(both), ok == 0b1111)
+    let index = |x: __m256d| {
+        let t = _mm256_add_pd(_mm256_mul_pd(x, scale), bias);
+        let inside = _mm256_movemask_pd(within(t, zero, limit)) as u32;
+        // `max` returns its second operand (0) for NaN, like `f64::max`.
+        let clamped = _mm256_min_pd(_mm256_max_pd(t, zero), below_limit);
+        (_mm256_cvttpd_epi32(clamped), inside)
+    };
+    let (ilo, inside_lo) = index(lo);
+    let (ihi, inside_hi) = index(hi);
+    let both = _mm256_set_m128i(ihi, ilo);
+    (_mm256_srli_epi32::<20>(both), inside_lo | (inside_hi << 4))
 }
 
-/// Nearest-neighbour taps along a row: input offsets and validity.
-///
-/// For each step of [`LANES`] inside points (see [`steps`]), writes
-/// `offsets`, sets `valid` and `done`; steps whose points are all outside get
-/// offset 0, `valid = false` and `done`; other points get `done = false`.
-/// Returns whether every point is done.
+/// Nearest-neighbour taps along a row: for every step of [`LANES`] points
+/// (see [`steps`]), the input offsets (of the clamped indices, so always in
+/// bounds) and whether each point is inside the volume. Returns whether the
+/// row was done, which it is unless it is shorter than one step.
 ///
 /// # Safety
-/// The CPU must support AVX2 and FMA, `dims` must pass [`fits`], and `x`,
-/// `offsets`, `valid` and `done` must have the same length.
+/// The CPU must support AVX2 and FMA, `dims` must pass [`fits`], `valid`
+/// must be as long as `offsets`, and `x` must hold that many points per axis.
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn nearest_taps(
     x: [&[f64]; 3],
     dims: [usize; 3],
     offsets_out: &mut [usize],
     valid: &mut [bool],
-    done: &mut [bool],
 ) -> bool {
     let n = offsets_out.len();
+    if n < LANES || valid.len() < n || x.iter().any(|axis| axis.len() < n) {
+        return false;
+    }
     let mut lanes = [0u32; LANES];
-    let mut all_done = n >= LANES;
     for at in steps(n) {
-        let (i, oi) = nearest_axis(x[0], at, dims[0]);
-        let (j, oj) = nearest_axis(x[1], at, dims[1]);
-        let (k, ok) = nearest_axis(x[2], at, dims[2]);
+        let (i, inside_i) = nearest_axis(x[0], at, dims[0]);
+        let (j, inside_j) = nearest_axis(x[1], at, dims[1]);
+        let (k, inside_k) = nearest_axis(x[2], at, dims[2]);
+        let inside = inside_i & inside_j & inside_k;
+        // SAFETY: `lanes` holds the eight values written.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), offsets([i, j, k], dims)) };
         let step = at..at + LANES;
-        if oi && oj && ok {
-            // SAFETY: `lanes` holds the eight values written.
-            unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), offsets([i, j, k], dims)) };
-            for (offset, &lane) in offsets_out[step.clone()].iter_mut().zip(&lanes) {
-                *offset = lane as usize;
-            }
-            valid[step.clone()].fill(true);
-            done[step].fill(true);
-        } else if outside_mask(x, at, dims) == ALL_LANES {
-            offsets_out[step.clone()].fill(0);
-            valid[step.clone()].fill(false);
-            done[step].fill(true);
-        } else {
-            done[step].fill(false);
-            all_done = false;
+        for (lane, (offset, valid)) in offsets_out[step.clone()]
+            .iter_mut()
+            .zip(&mut valid[step])
+            .enumerate()
+        {
+            *offset = lanes[lane] as usize;
+            *valid = inside & (1 << lane) != 0;
         }
     }
-    all_done
+    true
 }
 
 #[cfg(test)]

@@ -1489,6 +1489,49 @@ mod tests {
     }
 
     #[test]
+    fn vector_row_kernels_equal_the_scalar_ones_on_exact_borders() {
+        // Whole and half-voxel shifts put coordinates exactly on the last
+        // voxel (x = n - 1, clamped taps with weight 1) and exactly on the
+        // snapped inside limits (x = -1/2 and n - 1/2), in partly filled steps.
+        let volume = ramp((1, 9, 11, 37)).mapv(|v| v * 0.61 - 2.0);
+        let labels = ramp((1, 9, 11, 37)).mapv(|v| (v as u8) % 5);
+        let signed = ramp((2, 9, 11, 37)).mapv(|v| (v as i16) * 7 - 9000);
+        let grid = Grid {
+            shape: [10, 12, 39],
+            affine: IDENTITY,
+        };
+        for shift in [
+            [0.0, 0.0, 0.0],
+            [0.5, -0.5, 0.5],
+            [-0.5, 1.0, -1.5],
+            [1.0, 0.25, 2.0],
+        ] {
+            let mut matrix = IDENTITY;
+            for (axis, offset) in shift.iter().enumerate() {
+                matrix[axis][3] = *offset;
+            }
+            let chain = [Step::Affine(matrix)];
+            for mode in [RowMode::Linear, RowMode::Nearest] {
+                let vector = rows_with(&volume, &grid, &chain, mode, true);
+                let scalar = rows_with(&volume, &grid, &chain, mode, false);
+                let same = vector
+                    .iter()
+                    .zip(&scalar)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "shift {shift:?}, linear {}", mode == RowMode::Linear);
+            }
+            let vector = rows_with(&labels, &grid, &chain, RowMode::Nearest, true);
+            let scalar = rows_with(&labels, &grid, &chain, RowMode::Nearest, false);
+            assert_eq!(vector, scalar, "labels, shift {shift:?}");
+            // Two-byte voxels, negative values and a negative fill (-1).
+            let vector = rows_with(&signed, &grid, &chain, RowMode::Nearest, true);
+            let scalar = rows_with(&signed, &grid, &chain, RowMode::Nearest, false);
+            assert_eq!(vector, scalar, "int16, shift {shift:?}");
+            assert!(vector.iter().any(|&v| v == -1) && vector.iter().any(|&v| v < -1));
+        }
+    }
+
+    #[test]
     fn vector_row_kernels_handle_flat_axes() {
         // A 2D image (C, W, H, 1) rotated in plane, and a volume flat along I.
         let image = ramp((1, 30, 26, 1));
