@@ -2,11 +2,14 @@
 //! same noise, for the inverse) drawn from an explicit `u64` seed.
 //!
 //! The volume is cut into fixed chunks of [`CHUNK`] voxels (in C order); chunk
-//! `c` draws from its own SplitMix64 stream seeded by `(seed, c)`, so the noise
-//! is a function of the seed and the voxel index alone, identical whatever
-//! the number of threads. Normal deviates come from the Box-Muller transform
-//! evaluated in float64 with polynomial `log`, `sin` and `cos` (no library
-//! calls, so the loop vectorises), rounded to float32 like PyTorch's `randn`.
+//! `c` draws from its own generator seeded by `(seed, c)` through SplitMix64,
+//! so the noise is a function of the seed and the voxel index alone, identical
+//! whatever the number of threads. The generator is eight interleaved
+//! xoshiro128++ streams (Blackman and Vigna), one per vector lane, and normal
+//! deviates come from the Box-Muller transform in float32 (as cuRAND's
+//! `curand_normal` computes them) with polynomial `log`, `sin` and `cos`: no
+//! library calls and no 64-bit multiplies, so the whole loop vectorises.
+//! Results are the same IEEE operations on every CPU.
 
 use ndarray::{Array4, ArrayView4};
 use rayon::prelude::*;
@@ -50,57 +53,88 @@ impl SplitMix64 {
     }
 }
 
-/// 2^52, for exact integer <-> float64 conversions with bit operations.
-const TWO52: f64 = 4_503_599_627_370_496.0;
+/// Independent generator streams per chunk: one per 256-bit vector lane.
+const LANES: usize = 8;
 
-/// Exact float64 value of an integer below 2^52, without a (scalar) cast.
-#[inline(always)]
-fn small_to_f64(v: u64) -> f64 {
-    f64::from_bits(v | 0x4330_0000_0000_0000) - TWO52
+/// Eight interleaved xoshiro128++ generators (32-bit outputs), state word `w`
+/// of lane `l` at `state[w][l]` so that every step is lane-wise vector code.
+#[derive(Debug, Clone)]
+struct Xoshiro128x8 {
+    state: [[u32; LANES]; 4],
 }
 
-/// Natural logarithm of `u` in `(0, 1]` (positive normal), to about 1e-15.
+impl Xoshiro128x8 {
+    /// The generators of chunk `chunk` of the noise with seed `seed`.
+    fn for_chunk(seed: u64, chunk: u64) -> Self {
+        let mut seeder = SplitMix64::for_chunk(seed, chunk);
+        let lanes: [[u32; 4]; LANES] = std::array::from_fn(|_| {
+            let (a, b) = (seeder.next_u64(), seeder.next_u64());
+            let words = [a as u32, (a >> 32) as u32, b as u32, (b >> 32) as u32];
+            // An all-zero state would only ever produce zeros.
+            if words == [0; 4] {
+                [1, 0, 0, 0]
+            } else {
+                words
+            }
+        });
+        let state = std::array::from_fn(|w| std::array::from_fn(|l| lanes[l][w]));
+        Self { state }
+    }
+
+    /// The next 32 random bits of every lane.
+    #[inline(always)]
+    fn next(&mut self) -> [u32; LANES] {
+        let [s0, s1, s2, s3] = &mut self.state;
+        let mut out = [0u32; LANES];
+        for l in 0..LANES {
+            out[l] = s0[l].wrapping_add(s3[l]).rotate_left(7).wrapping_add(s0[l]);
+            let t = s1[l] << 9;
+            s2[l] ^= s0[l];
+            s3[l] ^= s1[l];
+            s1[l] ^= s2[l];
+            s0[l] ^= s3[l];
+            s2[l] ^= t;
+            s3[l] = s3[l].rotate_left(11);
+        }
+        out
+    }
+}
+
+/// Natural logarithm of `u` in `(0, 1]` (a positive normal float), to a few
+/// float32 ulps: `u = 2^e m` with `m` in `[sqrt(1/2), sqrt(2))`, then the
+/// series of `2 atanh(s)`, `s = (m - 1) / (m + 1)`, `|s| <= 0.172`.
 #[inline(always)]
-fn ln_unit(u: f64) -> f64 {
+fn ln_unit(u: f32) -> f32 {
     let bits = u.to_bits();
     // Exponent and mantissa with integer bit operations only (vectorisable).
-    let mut exponent = f64::from_bits((bits >> 52) | 0x4330_0000_0000_0000) - (TWO52 + 1023.0);
-    let mut m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
-    let high = m > std::f64::consts::SQRT_2;
+    let mut exponent = ((bits >> 23) as i32 - 127) as f32;
+    let mut m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let high = m > std::f32::consts::SQRT_2;
     m = if high { m * 0.5 } else { m };
     exponent += if high { 1.0 } else { 0.0 };
     let s = (m - 1.0) / (m + 1.0);
     let s2 = s * s;
-    let series = 1.0
-        + s2 * (1.0 / 3.0
-            + s2 * (1.0 / 5.0
-                + s2 * (1.0 / 7.0 + s2 * (1.0 / 9.0 + s2 * (1.0 / 11.0 + s2 * (1.0 / 13.0))))));
-    exponent * std::f64::consts::LN_2 + 2.0 * s * series
+    let series = 1.0 + s2 * (1.0 / 3.0 + s2 * (1.0 / 5.0 + s2 * (1.0 / 7.0 + s2 * (1.0 / 9.0))));
+    exponent * std::f32::consts::LN_2 + 2.0 * s * series
 }
 
-/// `(cos, sin)` of `2 pi * t / 2^24` for a 24-bit integer `t`: quadrant from the
-/// top two bits, then Taylor series around the middle of the quadrant.
+/// `(cos, sin)` of `2 pi t / 2^24` for a 24-bit integer `t`: the quadrant from
+/// the top two bits, then Taylor series around the middle of the quadrant.
 #[inline(always)]
-fn cos_sin_turn(t: u64) -> (f64, f64) {
-    let f = small_to_f64(t & 0x3F_FFFF) * (std::f64::consts::FRAC_PI_2 / (1u64 << 22) as f64)
-        - std::f64::consts::FRAC_PI_4; // [-pi/4, pi/4)
+fn cos_sin_turn(t: u32) -> (f32, f32) {
+    let f = (t & 0x3F_FFFF) as i32 as f32 * (std::f32::consts::FRAC_PI_2 / (1u32 << 22) as f32)
+        - std::f32::consts::FRAC_PI_4; // [-pi/4, pi/4)
     let f2 = f * f;
     let sin_f = f
         * (1.0
             + f2 * (-1.0 / 6.0
-                + f2 * (1.0 / 120.0
-                    + f2 * (-1.0 / 5040.0
-                        + f2 * (1.0 / 362_880.0
-                            + f2 * (-1.0 / 39_916_800.0 + f2 * (1.0 / 6_227_020_800.0)))))));
+                + f2 * (1.0 / 120.0 + f2 * (-1.0 / 5040.0 + f2 * (1.0 / 362_880.0)))));
     let cos_f = 1.0
         + f2 * (-0.5
             + f2 * (1.0 / 24.0
-                + f2 * (-1.0 / 720.0
-                    + f2 * (1.0 / 40320.0
-                        + f2 * (-1.0 / 3_628_800.0
-                            + f2 * (1.0 / 479_001_600.0 + f2 * (-1.0 / 87_178_291_200.0)))))));
+                + f2 * (-1.0 / 720.0 + f2 * (1.0 / 40320.0 + f2 * (-1.0 / 3_628_800.0)))));
     // Angle of the quadrant's start plus pi/4 plus f.
-    let half = std::f64::consts::FRAC_1_SQRT_2;
+    let half = std::f32::consts::FRAC_1_SQRT_2;
     let (c, s) = ((cos_f - sin_f) * half, (sin_f + cos_f) * half);
     // Quadrant q = top two bits: odd quadrants rotate by pi/2, the upper two by pi.
     let odd = (t >> 22) & 1 == 1;
@@ -109,77 +143,58 @@ fn cos_sin_turn(t: u64) -> (f64, f64) {
     (c * sign, s * sign)
 }
 
-/// Two standard normal deviates from 64 random bits (Box-Muller): a 40-bit
-/// uniform in `(0, 1]` for the radius and a 24-bit one for the angle.
+/// Two standard normal deviates (Box-Muller) from two 32-bit words: the
+/// radius from a uniform in `(0, 1)` of 31 bits (deviates up to 6.6 sigma),
+/// the angle from 24 bits.
 #[inline(always)]
-fn normal_pair(bits: u64) -> (f32, f32) {
-    let u = small_to_f64((bits >> 24) + 1) * (1.0 / (1u64 << 40) as f64);
+fn normal_pair(radius_bits: u32, angle_bits: u32) -> (f32, f32) {
+    let u = ((radius_bits >> 1) as i32 as f32 + 0.5) * (1.0 / (1u64 << 31) as f32);
     let radius = (-2.0 * ln_unit(u)).sqrt();
-    let (c, s) = cos_sin_turn(bits & 0xFF_FFFF);
-    ((radius * c) as f32, (radius * s) as f32)
+    let (c, s) = cos_sin_turn(angle_bits >> 8);
+    (radius * c, radius * s)
 }
 
-/// Fills `out` with the noise values `N(0, 1) * std + mean` of the chunk
-/// `chunk` (float32, like `torch.randn(...) * std + mean`). `bits` is scratch.
-pub fn fill_noise_chunk(
-    out: &mut [f32],
-    bits: &mut Vec<u64>,
-    seed: u64,
-    chunk: u64,
-    mean: f32,
-    std: f32,
-) {
-    let mut rng = SplitMix64::for_chunk(seed, chunk);
-    bits.clear();
-    bits.extend((0..out.len().div_ceil(2)).map(|_| rng.next_u64()));
-    transform_bits(out, bits, mean, std);
+/// Fills `out` (at most [`CHUNK`] values) with the noise values
+/// `N(0, 1) * std + mean` of chunk `chunk` (float32, like
+/// `torch.randn(...) * std + mean`).
+pub fn fill_noise_chunk(out: &mut [f32], seed: u64, chunk: u64, mean: f32, std: f32) {
+    let mut rng = Xoshiro128x8::for_chunk(seed, chunk);
+    transform(out, &mut rng, mean, std);
 }
 
-/// Turns one 64-bit word per pair of voxels into `N(mean, std^2)` values.
+/// Draws `out.len()` values, [`LANES`] pairs at a time (the cosine deviates
+/// of a step, then its sine deviates).
 #[inline(always)]
-fn transform_bits_body(out: &mut [f32], bits: &[u64], mean: f32, std: f32) {
-    let (pairs, rest) = out.split_at_mut(out.len() - out.len() % 2);
-    for (pair, &b) in pairs.chunks_exact_mut(2).zip(bits.iter()) {
-        let (a, c) = normal_pair(b);
-        pair[0] = a * std + mean;
-        pair[1] = c * std + mean;
+fn transform_body(out: &mut [f32], rng: &mut Xoshiro128x8, mean: f32, std: f32) {
+    let mut step = [0f32; 2 * LANES];
+    for values in out.chunks_mut(2 * LANES) {
+        let (radius, angle) = (rng.next(), rng.next());
+        let (first, second) = step.split_at_mut(LANES);
+        for l in 0..LANES {
+            let (a, b) = normal_pair(radius[l], angle[l]);
+            first[l] = a * std + mean;
+            second[l] = b * std + mean;
+        }
+        values.copy_from_slice(&step[..values.len()]);
     }
-    if let (Some(last), Some(&b)) = (rest.first_mut(), bits.last()) {
-        *last = normal_pair(b).0 * std + mean;
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
-unsafe fn transform_bits_avx512(out: &mut [f32], bits: &[u64], mean: f32, std: f32) {
-    transform_bits_body(out, bits, mean, std)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn transform_bits_avx2(out: &mut [f32], bits: &[u64], mean: f32, std: f32) {
-    transform_bits_body(out, bits, mean, std)
+unsafe fn transform_avx2(out: &mut [f32], rng: &mut Xoshiro128x8, mean: f32, std: f32) {
+    transform_body(out, rng, mean, std)
 }
 
-/// [`transform_bits_body`] compiled for the widest vector unit the CPU has
-/// (the arithmetic is the same IEEE operations, so results do not depend on it).
-fn transform_bits(out: &mut [f32], bits: &[u64], mean: f32, std: f32) {
+/// [`transform_body`] compiled with AVX2 where the CPU has it (the arithmetic
+/// is the same IEEE operations, without fused multiply-adds, so results do
+/// not depend on it).
+fn transform(out: &mut [f32], rng: &mut Xoshiro128x8, mean: f32, std: f32) {
     #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512dq")
-            && is_x86_feature_detected!("avx512vl")
-            && is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports every feature the function is compiled for.
-            return unsafe { transform_bits_avx512(out, bits, mean, std) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { transform_bits_avx2(out, bits, mean, std) };
-        }
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports every feature the function is compiled for.
+        return unsafe { transform_avx2(out, rng, mean, std) };
     }
-    transform_bits_body(out, bits, mean, std)
+    transform_body(out, rng, mean, std)
 }
 
 /// Adds (or, with `invert`, subtracts) seeded Gaussian noise to a `(C, I, J, K)`
@@ -214,10 +229,10 @@ pub fn add_noise<T: Float32Promotion>(
         .zip(data.par_chunks(CHUNK))
         .enumerate()
         .for_each_init(
-            || (vec![0f32; CHUNK], Vec::with_capacity(CHUNK / 2 + 1)),
-            |(noise, bits), (chunk, (out_chunk, in_chunk))| {
+            || vec![0f32; CHUNK],
+            |noise, (chunk, (out_chunk, in_chunk))| {
                 let noise = &mut noise[..out_chunk.len()];
-                fill_noise_chunk(noise, bits, seed, chunk as u64, mean, std);
+                fill_noise_chunk(noise, seed, chunk as u64, mean, std);
                 for ((o, &v), &n) in out_chunk.iter_mut().zip(in_chunk).zip(noise.iter()) {
                     o.write(v.add_f32(if invert { -n } else { n }));
                 }
@@ -236,14 +251,60 @@ mod tests {
 
     #[test]
     fn polynomial_functions_are_accurate() {
-        for t in 1..2000u64 {
-            let u = t as f64 / 2000.0;
-            assert!((ln_unit(u) - u.ln()).abs() < 1e-12);
+        for t in 1..20_000u32 {
+            let u = t as f32 / 20_000.0;
+            let exact = (u as f64).ln();
+            let error = (ln_unit(u) as f64 - exact).abs();
+            assert!(error <= 2e-7 * exact.abs().max(1.0), "ln {u}: {error}");
         }
-        for t in (0..(1u64 << 24)).step_by(4099) {
+        // Down to the smallest uniform the radius draws.
+        let tiny = 0.5f32 / (1u64 << 31) as f32;
+        assert!((ln_unit(tiny) as f64 - (tiny as f64).ln()).abs() < 1e-5);
+        for t in (0..(1u32 << 24)).step_by(4099) {
             let angle = 2.0 * std::f64::consts::PI * t as f64 / (1u64 << 24) as f64;
             let (c, s) = cos_sin_turn(t);
-            assert!((c - angle.cos()).abs() < 1e-12 && (s - angle.sin()).abs() < 1e-12);
+            assert!((c as f64 - angle.cos()).abs() < 3e-7, "cos {t}");
+            assert!((s as f64 - angle.sin()).abs() < 3e-7, "sin {t}");
+        }
+    }
+
+    #[test]
+    fn deviates_follow_the_normal_distribution() {
+        // Probability mass within 0.5, 1, 2 and 3 sigma, and beyond 5.
+        let volume = Array4::<f32>::zeros((1, 100, 100, 100));
+        let noise = add_noise(volume.view(), 0.0, 1.0, 3, false).unwrap();
+        let n = noise.len() as f64;
+        let within = |z: f32| noise.iter().filter(|v| v.abs() < z).count() as f64 / n;
+        let expected = [
+            (0.5, 0.382_924_9),
+            (1.0, 0.682_689_5),
+            (2.0, 0.954_499_7),
+            (3.0, 0.997_300_2),
+        ];
+        for (z, p) in expected {
+            let sigma = (p * (1.0 - p) / n).sqrt();
+            let measured = within(z);
+            assert!(
+                (measured - p).abs() < 5.0 * sigma,
+                "P(|z| < {z}) = {measured}, not {p}"
+            );
+        }
+        // About 7 of a million values lie beyond 4.5 sigma: the tail exists.
+        let beyond = noise.iter().filter(|v| v.abs() > 4.5).count();
+        assert!(
+            (1..=30).contains(&beyond),
+            "{beyond} values beyond 4.5 sigma"
+        );
+        // Neighbouring voxels (lanes, cosine and sine deviates) are uncorrelated.
+        let values = noise.as_slice().unwrap();
+        for lag in [1, 8, 16] {
+            let r = values
+                .iter()
+                .zip(&values[lag..])
+                .map(|(&a, &b)| (a * b) as f64)
+                .sum::<f64>()
+                / n;
+            assert!(r.abs() < 5.0 / n.sqrt(), "lag {lag}: correlation {r}");
         }
     }
 
@@ -282,10 +343,9 @@ mod tests {
         assert_eq!(volume.len() % CHUNK % 2, 1);
         let out = add_noise(volume.view(), 0.25, 1.5, 99, false).unwrap();
         let values = out.as_slice().unwrap();
-        let mut bits = Vec::new();
         for (chunk, slice) in values.chunks(CHUNK).enumerate() {
             let mut expected = vec![0f32; slice.len()];
-            fill_noise_chunk(&mut expected, &mut bits, 99, chunk as u64, 0.25, 1.5);
+            fill_noise_chunk(&mut expected, 99, chunk as u64, 0.25, 1.5);
             assert_eq!(slice, &expected[..], "chunk {chunk}");
         }
     }
