@@ -1164,10 +1164,15 @@ impl Layout {
 
     /// Decodes the region from the file's data bytes in memory, in parallel.
     ///
-    /// Tasks own blocks of `B` consecutive output `i` planes of one channel,
-    /// where `B` voxels fill a 64-byte cache line on disk: for each `(k, j)`
-    /// the task reads one contiguous run of `B` voxels and scatters it to its
-    /// planes, so each input line is read once.
+    /// The file holds i fastest, the output k fastest, so every voxel moves
+    /// across both layouts' largest strides. Rows `j` are done one at a time,
+    /// each whole: for a block of `B` output planes (`B` voxels fill a 64-byte
+    /// cache line of a file row) the block's run is gathered from every k
+    /// slab into a tile that stays in L1, then each plane's output row is
+    /// written at once. Every file row is thus read once, front to back, and
+    /// every output row written once; consecutive rows of a slab (and of a
+    /// plane) are adjacent, so each thread's reads and writes advance through
+    /// memory in order. Tasks own ranges of rows.
     fn decode_parallel<O, F, const N: usize>(&self, data: &[u8], convert: F) -> Array4<O>
     where
         O: Copy + Default + Send + Sync,
@@ -1176,50 +1181,89 @@ impl Layout {
         let [(i0, i1), (j0, j1), (k0, k1)] = self.region;
         let (ri, rj, rk) = (i1 - i0, j1 - j0, k1 - k0);
         let [nx, ny, nz] = self.shape;
-        let mut output = Array4::<O>::from_elem((self.channels, ri, rj, rk), O::default());
-        let block = (64 / N.max(1)).max(1);
+        let mut output = Array4::<O>::uninit((self.channels, ri, rj, rk));
         let plane = rj * rk;
-        let blocks_per_channel = ri.div_ceil(block);
-        if let Some(out) = output.as_slice_mut() {
-            // Split the output into per-channel runs of `block` planes.
-            let mut chunks: Vec<(usize, usize, &mut [O])> = Vec::new();
-            for (c, channel) in out.chunks_mut(ri * plane).enumerate() {
-                let mut rest = channel;
-                for b in 0..blocks_per_channel {
-                    let planes = block.min(ri - b * block);
-                    let (head, tail) = rest.split_at_mut(planes * plane);
-                    chunks.push((c, b * block, head));
-                    rest = tail;
+        let block = (64 / N.max(1)).max(1);
+        let Some(out) = output.as_slice_mut() else {
+            unreachable!("a new array is contiguous");
+        };
+        if plane == 0 || ri == 0 {
+            // SAFETY: the array has no elements.
+            return unsafe { output.assume_init() };
+        }
+        let rows_per_task = rj.div_ceil(ROW_RANGES).max(1);
+        let ranges = rj.div_ceil(rows_per_task);
+        let mut tasks: Vec<RowTask<'_, O>> = Vec::new();
+        for (c, channel) in out.chunks_mut(ri * plane).enumerate() {
+            let first = tasks.len();
+            for r in 0..ranges {
+                tasks.push((c, r * rows_per_task, Vec::with_capacity(ri)));
+            }
+            for plane_rows in channel.chunks_mut(plane) {
+                for (r, rows) in plane_rows.chunks_mut(rows_per_task * rk).enumerate() {
+                    tasks[first + r].2.push(rows);
                 }
             }
-            chunks.into_par_iter().for_each(|(c, ib, chunk)| {
-                let planes = chunk.len() / plane.max(1);
-                // Micro-tiles of (planes x TILE_K) voxels, held on the stack: for each
-                // j, TILE_K runs of `planes` contiguous voxels are read (one per k
-                // plane) and written out as `planes` runs of TILE_K voxels along k.
-                // Consecutive j steps move every read and write stream by one row, a
-                // constant stride that hardware prefetchers follow.
-                let mut tile = [[O::default(); TILE_K]; 64];
-                for kb in (0..rk).step_by(TILE_K) {
-                    let kn = TILE_K.min(rk - kb);
-                    for j in 0..rj {
-                        for kk in 0..kn {
-                            let voxel = i0 + ib + nx * ((j0 + j) + ny * ((k0 + kb + kk) + nz * c));
-                            let run = &data[voxel * N..(voxel + planes) * N];
-                            for (row, raw) in tile.iter_mut().zip(run.chunks_exact(N)) {
-                                row[kk] = convert(raw);
+        }
+        tasks
+            .into_par_iter()
+            .for_each_init(Vec::new, |tile: &mut Vec<O>, (c, jb, mut planes)| {
+                tile.resize(block * rk, O::default());
+                let rows = planes.first().map_or(0, |p| p.len() / rk);
+                for j in 0..rows {
+                    let row = i0 + nx * (j0 + jb + j + ny * (k0 + nz * c));
+                    for ib in (0..ri).step_by(block) {
+                        let width = block.min(ri - ib);
+                        for k in 0..rk {
+                            let voxel = row + ib + nx * ny * k;
+                            prefetch_ahead(data, (voxel + ROWS_AHEAD * nx) * N);
+                            let run = &data[voxel * N..(voxel + width) * N];
+                            for (ii, raw) in run.chunks_exact(N).enumerate() {
+                                tile[ii * rk + k] = convert(raw);
                             }
                         }
-                        for (ii, row) in tile.iter().take(planes).enumerate() {
-                            let at = ii * plane + j * rk + kb;
-                            chunk[at..at + kn].copy_from_slice(&row[..kn]);
+                        let block_planes = planes[ib..ib + width].iter_mut();
+                        for (plane_rows, values) in block_planes.zip(tile.chunks_exact(rk)) {
+                            let dst = &mut plane_rows[j * rk..(j + 1) * rk];
+                            for (slot, &value) in dst.iter_mut().zip(values) {
+                                slot.write(value);
+                            }
                         }
                     }
                 }
             });
-        }
-        output
+        // SAFETY: the tasks cover every channel and every range of rows of
+        // every plane, and each writes all `rk` voxels of its rows.
+        unsafe { output.assume_init() }
     }
+}
+
+/// A task of `decode_parallel`: channel, first row, and the task's rows of
+/// every output plane.
+type RowTask<'a, O> = (usize, usize, Vec<&'a mut [std::mem::MaybeUninit<O>]>);
+
+/// Row ranges (tasks) per channel in `decode_parallel`.
+const ROW_RANGES: usize = 16;
+/// Rows (along j) ahead of the current one whose file bytes `decode_parallel`
+/// asks the cache for: a task reads from every k slab at once, far more
+/// streams than the hardware prefetchers follow.
+const ROWS_AHEAD: usize = 2;
+
+/// Asks for the cache line holding `data[at]`, if it is in bounds.
+#[inline(always)]
+fn prefetch_ahead(data: &[u8], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(byte) = data.get(at) {
+        // SAFETY: a prefetch reads and writes nothing; the address is in bounds anyway.
+        #[allow(unused_unsafe)]
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                (byte as *const u8).cast(),
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (data, at);
 }
 
 /// Options for writing a NIfTI file.
