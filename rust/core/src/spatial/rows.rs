@@ -7,6 +7,8 @@
 //! their nearest taps, or their trilinear values of `f32` volumes, from
 //! [`simd`] instead, with bit-identical results.
 
+use std::mem::MaybeUninit;
+
 use ndarray::Array4;
 use rayon::prelude::*;
 
@@ -403,6 +405,17 @@ fn linear_row<T: Voxel, W: Real>(
     }
 }
 
+/// Writes zeros over a plane of a freshly allocated output and returns it
+/// initialised.
+fn initialise<T: Voxel>(plane: &mut [MaybeUninit<T>]) -> &mut [T] {
+    for value in plane.iter_mut() {
+        value.write(T::default());
+    }
+    // SAFETY: every element was just written, and `MaybeUninit<T>` has the
+    // layout of `T`.
+    unsafe { &mut *(plane as *mut [MaybeUninit<T>] as *mut [T]) }
+}
+
 /// Which row kernel [`run_rows`] applies.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum RowMode {
@@ -484,12 +497,16 @@ unsafe fn plane_body_avx2<T: Voxel, W: Real>(
 /// of eight interior points go through the vector kernels where they apply
 /// and `allow_vector` is set (tests clear it to check them against the
 /// scalar kernels).
+///
+/// `output` is freshly allocated and uninitialised: each task first writes
+/// zeros over its own planes, which then sit in cache for the kernel, rather
+/// than the allocator zeroing the whole volume up front on one thread.
 pub(super) fn run_rows<T: Voxel, W: Real>(
     mode: RowMode,
     source: &Source<'_, T>,
     fill: &[T],
     plan: &Plan<'_>,
-    output: &mut Array4<T>,
+    output: &mut Array4<MaybeUninit<T>>,
     allow_vector: bool,
 ) -> Result<()> {
     let (c, _, nj, nk) = output.dim();
@@ -525,7 +542,8 @@ pub(super) fn run_rows<T: Voxel, W: Real>(
         .enumerate()
         .for_each_init(
             || RowScratch::<W>::new(nk),
-            |scratch, (i, mut planes)| {
+            |scratch, (i, planes)| {
+                let mut planes: Vec<&mut [T]> = planes.into_iter().map(initialise).collect();
                 #[cfg(target_arch = "x86_64")]
                 if wide {
                     // SAFETY: the CPU supports every feature the function is compiled for.

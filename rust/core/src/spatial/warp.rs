@@ -803,26 +803,31 @@ fn resample<T: Voxel>(
     };
     let fill: Vec<T> = fill.iter().map(|&v| T::from_f64(v)).collect();
     let [oi, oj, ok] = shape;
+    let rows = matches!(
+        interpolation,
+        Interpolation::Nearest | Interpolation::Linear
+    );
+    if rows && !axis_aligned(plan) {
+        let mode = if interpolation == Interpolation::Nearest {
+            RowMode::Nearest
+        } else {
+            RowMode::Linear
+        };
+        // Not zero-filled by the allocator: `run_rows` initialises its planes
+        // in parallel, just before it computes them.
+        let mut output = Array4::<T>::uninit((channels, oi, oj, ok));
+        if T::IS_FLOAT && std::mem::size_of::<T>() == 4 {
+            run_rows::<T, f32>(mode, &source, &fill, plan, &mut output, true)?
+        } else {
+            run_rows::<T, f64>(mode, &source, &fill, plan, &mut output, true)?
+        }
+        // SAFETY: `run_rows` initialises every plane of every channel.
+        return Ok(unsafe { output.assume_init() });
+    }
     let mut output = zeroed((channels, oi, oj, ok));
     match interpolation {
-        Interpolation::Nearest if axis_aligned(plan) => {
-            run_nearest_aligned(&source, &fill, plan, &mut output)?
-        }
-        Interpolation::Linear if axis_aligned(plan) => {
-            run_linear_aligned(&source, &fill, plan, &mut output)?
-        }
-        Interpolation::Nearest | Interpolation::Linear => {
-            let mode = if interpolation == Interpolation::Nearest {
-                RowMode::Nearest
-            } else {
-                RowMode::Linear
-            };
-            if T::IS_FLOAT && std::mem::size_of::<T>() == 4 {
-                run_rows::<T, f32>(mode, &source, &fill, plan, &mut output, true)?
-            } else {
-                run_rows::<T, f64>(mode, &source, &fill, plan, &mut output, true)?
-            }
-        }
+        Interpolation::Nearest => run_nearest_aligned(&source, &fill, plan, &mut output)?,
+        Interpolation::Linear => run_linear_aligned(&source, &fill, plan, &mut output)?,
         Interpolation::Label => run(&Label { source, fill }, plan, &mut output)?,
         Interpolation::BSpline => {
             if T::IS_FLOAT && std::mem::size_of::<T>() == 4 {
@@ -1401,13 +1406,14 @@ mod tests {
         };
         let fill: Vec<T> = (0..c).map(|v| T::from_f64(-1.0 - v as f64)).collect();
         let [oi, oj, ok] = grid.shape;
-        let mut output = zeroed((c, oi, oj, ok));
+        let mut output = Array4::<T>::uninit((c, oi, oj, ok));
         if T::IS_FLOAT && std::mem::size_of::<T>() == 4 {
             run_rows::<T, f32>(mode, &source, &fill, plan, &mut output, allow_vector).unwrap();
         } else {
             run_rows::<T, f64>(mode, &source, &fill, plan, &mut output, allow_vector).unwrap();
         }
-        output
+        // SAFETY: `run_rows` initialises every plane of every channel.
+        unsafe { output.assume_init() }
     }
 
     /// A rotation about every axis with scaling and an offset that pushes part
