@@ -195,6 +195,20 @@ def test_region_of_a_compressed_multichannel_file_matches_nibabel(
     np.testing.assert_array_equal(part, expected)
 
 
+def test_consecutive_compressed_reads_see_only_their_own_bytes(tmp_path: Path) -> None:
+    # Each thread reuses its inflate buffer: a large file, a smaller one (shorter
+    # than the bytes left from the first) and the large one again.
+    rng = np.random.default_rng(9)
+    large = rng.normal(size=(30, 31, 32)).astype(np.float32)
+    small = rng.integers(0, 200, size=(7, 9, 5)).astype(np.int16)
+    paths = [tmp_path / "large.nii.gz", tmp_path / "small.nii.gz"]
+    nib.save(nib.Nifti1Image(large, np.eye(4)), paths[0])
+    nib.save(nib.Nifti1Image(small, np.eye(4)), paths[1])
+    for path, expected in [(paths[0], large), (paths[1], small), (paths[0], large)] * 2:
+        array, _ = native().nifti_read(path)
+        np.testing.assert_array_equal(array[0], expected)
+
+
 def test_consecutive_region_reads_match_nibabel(tmp_path: Path) -> None:
     # Direct reads reuse one slab buffer per thread: a large read, a small one and
     # a large one again must each see only their own bytes. The 32 x 32 planes
