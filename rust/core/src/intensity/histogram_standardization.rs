@@ -49,9 +49,7 @@ impl Lines<'_> {
             } else {
                 (bin as usize).min(last)
             };
-            o.write(
-                (self.slopes[bin] * x + self.intercepts[bin.min(self.intercepts.len() - 1)]) as f32,
-            );
+            o.write((self.slopes[bin] * x + self.intercepts[bin]) as f32);
         }
     }
 

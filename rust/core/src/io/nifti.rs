@@ -1088,7 +1088,7 @@ impl Layout {
         F: Fn(&[u8]) -> O + Sync,
     {
         match source {
-            Source::Memory(data) => Ok(self.decode_parallel::<O, F, N>(data, convert)),
+            Source::Memory(data) => self.decode_parallel::<O, F, N>(data, convert),
             Source::File { file, offset } => {
                 self.decode_direct::<O, F, N>(file, offset, raw, convert)
             }
@@ -1203,7 +1203,7 @@ impl Layout {
     /// every output row written once; consecutive rows of a slab (and of a
     /// plane) are adjacent, so each thread's reads and writes advance through
     /// memory in order. Tasks own ranges of rows.
-    fn decode_parallel<O, F, const N: usize>(&self, data: &[u8], convert: F) -> Array4<O>
+    fn decode_parallel<O, F, const N: usize>(&self, data: &[u8], convert: F) -> Result<Array4<O>>
     where
         O: Copy + Default + Send + Sync,
         F: Fn(&[u8]) -> O + Sync,
@@ -1215,11 +1215,13 @@ impl Layout {
         let plane = rj * rk;
         let block = (64 / N.max(1)).max(1);
         let Some(out) = output.as_slice_mut() else {
-            unreachable!("a new array is contiguous");
+            return Err(Error::Shape(
+                "freshly allocated output is not contiguous".into(),
+            ));
         };
         if plane == 0 || ri == 0 {
             // SAFETY: the array has no elements.
-            return unsafe { output.assume_init() };
+            return Ok(unsafe { output.assume_init() });
         }
         let rows_per_task = rj.div_ceil(ROW_RANGES).max(1);
         let ranges = rj.div_ceil(rows_per_task);
@@ -1264,7 +1266,7 @@ impl Layout {
             });
         // SAFETY: the tasks cover every channel and every range of rows of
         // every plane, and each writes all `rk` voxels of its rows.
-        unsafe { output.assume_init() }
+        Ok(unsafe { output.assume_init() })
     }
 }
 
