@@ -1,4 +1,5 @@
-//! Copies into memory that is not read back soon, with non-temporal stores.
+//! Memory-traffic helpers: copies into memory that is not read back soon,
+//! with non-temporal stores, and prefetch hints.
 //!
 //! A kernel's output is fresh memory: an ordinary store to a line that is not
 //! cached first reads it from memory (read for ownership), so a copy moves
@@ -57,6 +58,25 @@ unsafe fn stream_bytes(dst: *mut u8, src: *const u8, len: usize) {
         let done = head + body;
         std::ptr::copy_nonoverlapping(src.add(done), dst.add(done), len - done);
     }
+}
+
+/// Asks the cache for the line holding `address`, for access patterns the
+/// hardware prefetchers do not follow (many interleaved streams).
+///
+/// A prefetch is a hint that never faults, so `address` need not point into
+/// any allocation (form it with `wrapping_offset`); nothing is read or
+/// written. A no-op on other platforms.
+#[inline(always)]
+pub fn prefetch(address: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: see above. (Older compilers declare the intrinsic unsafe;
+    // newer ones call it safe.)
+    #[allow(unused_unsafe)]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
 }
 
 #[cfg(test)]

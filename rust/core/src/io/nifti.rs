@@ -23,6 +23,7 @@ use ndarray::{Array4, ArrayView4};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::stream::prefetch;
 use crate::volume::Voxel;
 
 const NIFTI1_HEADER_SIZE: usize = 348;
@@ -1248,7 +1249,7 @@ impl Layout {
                         let width = block.min(ri - ib);
                         for k in 0..rk {
                             let voxel = row + ib + nx * ny * k;
-                            prefetch_ahead(data, (voxel + ROWS_AHEAD * nx) * N);
+                            prefetch(data.as_ptr().wrapping_add((voxel + ROWS_AHEAD * nx) * N));
                             let run = &data[voxel * N..(voxel + width) * N];
                             for (ii, raw) in run.chunks_exact(N).enumerate() {
                                 tile[ii * rk + k] = convert(raw);
@@ -1280,23 +1281,6 @@ const ROW_RANGES: usize = 16;
 /// asks the cache for: a task reads from every k slab at once, far more
 /// streams than the hardware prefetchers follow.
 const ROWS_AHEAD: usize = 2;
-
-/// Asks for the cache line holding `data[at]`, if it is in bounds.
-#[inline(always)]
-fn prefetch_ahead(data: &[u8], at: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(byte) = data.get(at) {
-        // SAFETY: a prefetch reads and writes nothing; the address is in bounds anyway.
-        #[allow(unused_unsafe)]
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                (byte as *const u8).cast(),
-            )
-        };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (data, at);
-}
 
 /// Options for writing a NIfTI file.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -344,9 +344,9 @@ fn linear_row<T: Voxel, W: Real>(
             // with AVX2 (see `run_rows`); the scratch buffers all hold one row.
             // The fill is a value of the volume's type, here f32, so exact.
             let fill = fill.to_f64() as f32;
-            written &= unsafe { simd::linear_f32(data, [x0, x1, x2], &geometry, fill, out) };
+            // A row too short for a vector step is so for every channel.
+            written = unsafe { simd::linear_f32(data, [x0, x1, x2], &geometry, fill, out) };
             if !written {
-                // Too short for a vector step: the same for every channel.
                 break;
             }
         }
@@ -416,7 +416,7 @@ fn initialise<T: Voxel>(plane: &mut [MaybeUninit<T>]) -> &mut [T] {
     unsafe { &mut *(plane as *mut [MaybeUninit<T>] as *mut [T]) }
 }
 
-/// Which row kernel [`run_rows`] applies.
+/// Which row kernel [`resample_rows`] applies.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum RowMode {
     Nearest,
@@ -491,17 +491,37 @@ unsafe fn plane_body_avx2<T: Voxel, W: Real>(
     plane_body(job, i, nj, scratch, planes)
 }
 
-/// Nearest or trilinear resampling, row by row: the input coordinates of a
-/// row are computed once (incrementally for affine chains), turned into taps
-/// (offsets and weights) once, and every channel is gathered from them; runs
-/// of eight interior points go through the vector kernels where they apply
-/// and `allow_vector` is set (tests clear it to check them against the
-/// scalar kernels).
+/// Nearest or trilinear resampling of `source` onto a new `(C, oi, oj, ok)`
+/// array, row by row: the input coordinates of a row are computed once
+/// (incrementally for affine chains), turned into taps (offsets and weights)
+/// once, and every channel is gathered from them. Rows of at least eight
+/// points go through the vector kernels where they apply and `allow_vector`
+/// is set (tests clear it to check them against the scalar kernels).
+/// Weights and sums are `f32` for `f32` volumes, `f64` otherwise.
 ///
-/// `output` is freshly allocated and uninitialised: each task first writes
-/// zeros over its own planes, which then sit in cache for the kernel, rather
-/// than the allocator zeroing the whole volume up front on one thread.
-pub(super) fn run_rows<T: Voxel, W: Real>(
+/// The output is not zero-filled by the allocator (one thread writing the
+/// whole volume before the kernel starts): each task zeroes its own planes
+/// just before computing them, while they sit in cache.
+pub(super) fn resample_rows<T: Voxel>(
+    mode: RowMode,
+    source: &Source<'_, T>,
+    fill: &[T],
+    plan: &Plan<'_>,
+    shape: (usize, usize, usize, usize),
+    allow_vector: bool,
+) -> Result<Array4<T>> {
+    let mut output = Array4::<T>::uninit(shape);
+    if T::IS_FLOAT && std::mem::size_of::<T>() == 4 {
+        run_rows::<T, f32>(mode, source, fill, plan, &mut output, allow_vector)?;
+    } else {
+        run_rows::<T, f64>(mode, source, fill, plan, &mut output, allow_vector)?;
+    }
+    // SAFETY: `run_rows` initialises every plane of every channel.
+    Ok(unsafe { output.assume_init() })
+}
+
+/// [`resample_rows`] into `output`, whose planes it initialises.
+fn run_rows<T: Voxel, W: Real>(
     mode: RowMode,
     source: &Source<'_, T>,
     fill: &[T],

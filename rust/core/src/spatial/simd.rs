@@ -183,14 +183,9 @@ fn prefetch_rows(base: *const f32, offset: __m256i, di: usize, ahead: isize) {
     let first = _mm256_extract_epi32::<0>(offset) as isize + ahead;
     let last = _mm256_extract_epi32::<7>(offset) as isize + ahead;
     for at in [first, last, first + di as isize, last + di as isize] {
-        // A prefetch is a hint that never faults, and `wrapping_offset` forms
-        // the address without claiming that it lies in the buffer. (Older
-        // compilers declare the intrinsic unsafe; newer ones call it safe.)
-        #[allow(unused_unsafe)]
-        // SAFETY: see above; nothing is read or written.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(base.wrapping_offset(at).cast())
-        };
+        // `wrapping_offset` forms the address without claiming that it lies
+        // in the buffer; the hint never faults.
+        crate::stream::prefetch(base.wrapping_offset(at).cast());
     }
 }
 

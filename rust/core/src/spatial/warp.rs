@@ -26,7 +26,7 @@ use crate::spatial::interpolation::{
     bspline_coefficients, bspline_support, fast_floor, inside, linear_neighbours, nearest_index,
     snap, Coefficient, Interpolation,
 };
-use crate::spatial::rows::{run_rows, RowMode};
+use crate::spatial::rows::{resample_rows, RowMode};
 use crate::volume::{check_not_empty, zeroed, Voxel};
 
 /// One coordinate transform of a chain (maps output-side world points to input-side ones).
@@ -813,16 +813,7 @@ fn resample<T: Voxel>(
         } else {
             RowMode::Linear
         };
-        // Not zero-filled by the allocator: `run_rows` initialises its planes
-        // in parallel, just before it computes them.
-        let mut output = Array4::<T>::uninit((channels, oi, oj, ok));
-        if T::IS_FLOAT && std::mem::size_of::<T>() == 4 {
-            run_rows::<T, f32>(mode, &source, &fill, plan, &mut output, true)?
-        } else {
-            run_rows::<T, f64>(mode, &source, &fill, plan, &mut output, true)?
-        }
-        // SAFETY: `run_rows` initialises every plane of every channel.
-        return Ok(unsafe { output.assume_init() });
+        return resample_rows(mode, &source, &fill, plan, (channels, oi, oj, ok), true);
     }
     let mut output = zeroed((channels, oi, oj, ok));
     match interpolation {
@@ -1406,14 +1397,7 @@ mod tests {
         };
         let fill: Vec<T> = (0..c).map(|v| T::from_f64(-1.0 - v as f64)).collect();
         let [oi, oj, ok] = grid.shape;
-        let mut output = Array4::<T>::uninit((c, oi, oj, ok));
-        if T::IS_FLOAT && std::mem::size_of::<T>() == 4 {
-            run_rows::<T, f32>(mode, &source, &fill, plan, &mut output, allow_vector).unwrap();
-        } else {
-            run_rows::<T, f64>(mode, &source, &fill, plan, &mut output, allow_vector).unwrap();
-        }
-        // SAFETY: `run_rows` initialises every plane of every channel.
-        unsafe { output.assume_init() }
+        resample_rows(mode, &source, &fill, plan, (c, oi, oj, ok), allow_vector).unwrap()
     }
 
     /// A rotation about every axis with scaling and an offset that pushes part
