@@ -229,6 +229,17 @@ def statistics(
         TypeError: Unsupported volume or mask dtype.
     """
 
+def channel_minima(volume: Volume) -> list[float]:
+    """Minimum of every channel of a ``(C, I, J, K)`` volume, scanned in parallel.
+
+    Returns:
+        One float per channel; NaN for a channel that holds a NaN.
+
+    Raises:
+        ValueError: Not 4D, or no voxels.
+        TypeError: Unsupported dtype.
+    """
+
 def range_percentiles(volume: Volume, percentiles: list[float]) -> dict[str, Any]:
     """Minimum, maximum and percentiles of all the values of a ``(C, I, J, K)`` volume.
 

@@ -254,3 +254,36 @@ def test_range_percentiles_nan_and_errors(nat: Any) -> None:
         nat.range_percentiles(np.zeros((1, 0, 2, 2), np.float32), [1.0])
     with pytest.raises(TypeError):
         nat.range_percentiles(np.zeros((1, 2, 2, 2), np.complex64), [1.0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_channel_minima_match_numpy(nat: Any, dtype: type, threads: int) -> None:
+    # Channels of more than one task (2^20 values), so the partial minima are combined.
+    volume = random_volume((3, 64, 130, 131), dtype, seed=7)
+    lowest = np.finfo(dtype).min if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).min
+    volume[1, 63, 129, 130] = lowest
+    set_num_threads(threads)
+    try:
+        minima = nat.channel_minima(volume)
+    finally:
+        set_num_threads(None)
+    assert minima == [float(channel.min()) for channel in volume]
+    assert minima[1] == float(lowest)
+
+
+def test_channel_minima_nan_only_in_its_channel(nat: Any) -> None:
+    volume = random_volume((2, 9, 10, 11), np.float32, seed=3)
+    volume[0, 4, 5, 6] = np.nan
+    minima = nat.channel_minima(volume)
+    assert np.isnan(minima[0])
+    assert minima[1] == float(volume[1].min())
+
+
+def test_channel_minima_reject_bad_input(nat: Any) -> None:
+    with pytest.raises(ValueError, match="no voxels"):
+        nat.channel_minima(np.zeros((1, 0, 2, 2), np.float32))
+    with pytest.raises(ValueError):
+        nat.channel_minima(np.zeros((2, 2, 2), np.float32))
+    with pytest.raises(TypeError):
+        nat.channel_minima(np.zeros((1, 2, 2, 2), np.float16))

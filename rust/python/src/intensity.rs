@@ -6,6 +6,7 @@ use numpy::{IntoPyArray, PyArray4, PyArrayMethods, PyReadonlyArray4, PyUntypedAr
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use torchvox_core::intensity::minimum as minimum_core;
 use torchvox_core::intensity::radix_percentiles;
 use torchvox_core::intensity::rescale::{self as rescale_core, RescaleParams};
 use torchvox_core::intensity::statistics::{
@@ -208,6 +209,14 @@ pub fn range_percentiles<'py>(
     })
 }
 
+/// Minimum of every channel of a `(C, I, J, K)` array (NaN for a channel with NaN).
+#[pyfunction]
+pub fn channel_minima(py: Python<'_>, volume: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
+    with_volume!(volume, "volume", Ix4, |view: T| {
+        run(py, || minimum_core::channel_minima(view))
+    })
+}
+
 /// Linear rescaling of `(C, I, J, K)` intensities to float32 (TorchIO's RescaleIntensity).
 #[pyfunction]
 #[pyo3(signature = (volume, in_min, in_max, out_min=0.0, out_max=1.0, clip_min=None, clip_max=None))]
@@ -268,6 +277,7 @@ pub fn clamp<'py>(
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(statistics, module)?)?;
     module.add_function(wrap_pyfunction!(range_percentiles, module)?)?;
+    module.add_function(wrap_pyfunction!(channel_minima, module)?)?;
     module.add_function(wrap_pyfunction!(rescale, module)?)?;
     module.add_function(wrap_pyfunction!(z_normalize, module)?)?;
     module.add_function(wrap_pyfunction!(clamp, module)?)?;
