@@ -20,6 +20,7 @@ import torch
 from . import _native
 
 __all__ = [
+    "NATIVE_ARRAY_DTYPES",
     "clone",
     "get_num_threads",
     "native",
@@ -33,7 +34,9 @@ _ENV_VARIABLE = "TORCHVOX_NUM_THREADS"
 
 #: Tensors at least this large are copied by the native kernel (NumPy's huge-page threshold).
 _NATIVE_COPY_BYTES = 4 << 20
-#: The dtypes the native kernels take.
+#: The NumPy scalar types the native kernels take.
+NATIVE_ARRAY_DTYPES = (np.float32, np.float64, np.uint8, np.int16, np.int32, np.int64)
+#: The same dtypes as torch dtypes.
 _NATIVE_DTYPES = frozenset(
     {torch.float32, torch.float64, torch.uint8, torch.int16, torch.int32, torch.int64}
 )

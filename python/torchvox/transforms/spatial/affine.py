@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..._backend import native, to_numpy
+from ..._backend import NATIVE_ARRAY_DTYPES, native, to_numpy
 from ...data.image import Image, ScalarImage
 from ...data.subject import Subject
 from ..fusion import resample_or_defer
@@ -29,8 +29,6 @@ __all__ = ["Affine", "RandomAffine", "affine_resampling_matrix"]
 
 _FLIP_XY = np.diag([-1.0, -1.0, 1.0, 1.0])
 _PAD_MODES = ("minimum", "mean", "otsu")
-#: The dtypes of the native minimum kernel.
-_NATIVE_DTYPES = (np.float32, np.float64, np.uint8, np.int16, np.int32, np.int64)
 
 
 def _parse_default_value(value: Any) -> str | float:
@@ -125,7 +123,7 @@ def channel_minima(tensor: torch.Tensor) -> list[float]:
         array = tensor.numpy()
     except (TypeError, RuntimeError):  # no NumPy dtype (bfloat16), GPU or autograd tensors
         return [float(channel.min()) for channel in tensor.detach()]
-    if array.ndim == 4 and array.size and array.dtype.type in _NATIVE_DTYPES:
+    if array.ndim == 4 and array.size and array.dtype.type in NATIVE_ARRAY_DTYPES:
         minima: list[float] = native().channel_minima(to_numpy(array))
         return minima
     return [float(channel.min()) for channel in array]

@@ -19,7 +19,7 @@ from typing import Any, Union
 import numpy as np
 import torch
 
-from ..._backend import native, to_numpy, to_tensor
+from ..._backend import NATIVE_ARRAY_DTYPES, native, to_numpy, to_tensor
 from ...data.image import Image, ScalarImage
 from ...data.subject import Subject
 from ..fusion import resample_or_defer
@@ -122,7 +122,6 @@ def _native_steps(
 
 #: Interpolations the Rust kernel implements; others go through SimpleITK.
 NATIVE_INTERPOLATIONS = ("nearest", "linear", "bspline", "label")
-_NATIVE_DTYPES = (np.float32, np.float64, np.uint8, np.int16, np.int32, np.int64)
 _FLIP_XY = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 TypeTarget = Any
@@ -135,7 +134,7 @@ def _as_native_array(data: torch.Tensor) -> tuple[np.ndarray, torch.dtype | None
         The array and, if it had to be cast, the dtype to cast the result back to.
     """
     array = to_numpy(data)
-    if array.dtype.type in _NATIVE_DTYPES:
+    if array.dtype.type in NATIVE_ARRAY_DTYPES:
         return array, None
     restore = data.dtype if data.dtype != torch.bool else torch.uint8
     cast = np.float32 if array.dtype.kind == "f" else np.int64
