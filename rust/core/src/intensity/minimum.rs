@@ -63,10 +63,9 @@ fn smaller<T: Voxel>(a: T, b: T) -> T {
     }
 }
 
-/// Minimum of the non-NaN values of a non-empty slice, and whether it holds a NaN.
+/// Minimum of a non-empty slice and whether it holds a NaN (the minimum is
+/// meaningless then: the caller reports NaN).
 fn minimum<T: Voxel>(values: &[T]) -> (T, bool) {
-    // Seeded with a value of the slice (NaN or not): a NaN seed only matters
-    // when the slice has a NaN, and then the flag decides.
     let mut lanes = [values[0]; LANES];
     let mut nan = [false; LANES];
     let mut chunks = values.chunks_exact(LANES);
@@ -86,15 +85,6 @@ fn minimum<T: Voxel>(values: &[T]) -> (T, bool) {
         let is_nan = value != value;
         has_nan |= is_nan;
         least = smaller(value, least);
-    }
-    // The lanes' seed may be a NaN that no later value replaced.
-    if least.partial_cmp(&least).is_none() {
-        least = values
-            .iter()
-            .copied()
-            .filter(|v| v.partial_cmp(v).is_some())
-            .reduce(smaller)
-            .unwrap_or(least);
     }
     (least, has_nan)
 }
@@ -144,16 +134,6 @@ mod tests {
         let minima = channel_minima(volume.view()).unwrap();
         assert!(minima[0].is_nan());
         assert_eq!(minima[1], -2.0);
-    }
-
-    #[test]
-    fn a_nan_seed_does_not_hide_the_minimum_of_the_other_values() {
-        let mut values = vec![5.0f32; 37];
-        values[0] = f32::NAN;
-        values[20] = -3.0;
-        let (least, has_nan) = minimum(&values);
-        assert!(has_nan);
-        assert_eq!(least, -3.0);
     }
 
     #[test]
