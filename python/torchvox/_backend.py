@@ -36,10 +36,8 @@ _ENV_VARIABLE = "TORCHVOX_NUM_THREADS"
 _NATIVE_COPY_BYTES = 4 << 20
 #: The NumPy scalar types the native kernels take.
 NATIVE_ARRAY_DTYPES = (np.float32, np.float64, np.uint8, np.int16, np.int32, np.int64)
-#: The same dtypes as torch dtypes.
-_NATIVE_DTYPES = frozenset(
-    {torch.float32, torch.float64, torch.uint8, torch.int16, torch.int32, torch.int64}
-)
+#: The same types as torch dtypes.
+_NATIVE_DTYPES = frozenset(torch.from_numpy(np.empty(0, t)).dtype for t in NATIVE_ARRAY_DTYPES)
 
 #: Threads requested with :func:`set_num_threads`, or None for the default.
 _requested_threads: int | None = None

@@ -38,17 +38,14 @@ pub fn channel_minima<T: Voxel>(volume: ArrayView4<'_, T>) -> Result<Vec<f64>> {
         .chunks_exact(channel_len)
         .map(|channel| {
             let parts: Vec<(T, bool)> = channel.par_chunks(TASK).map(minimum).collect();
-            let has_nan = parts.iter().any(|&(_, nan)| nan);
-            let least = parts
-                .iter()
-                .map(|&(value, _)| value)
-                .reduce(smaller)
-                .map_or(f64::NAN, Voxel::to_f64);
-            if has_nan {
-                f64::NAN
-            } else {
-                least
+            if parts.iter().any(|&(_, nan)| nan) {
+                return f64::NAN;
             }
+            parts
+                .into_iter()
+                .map(|(value, _)| value)
+                .reduce(smaller)
+                .map_or(f64::NAN, Voxel::to_f64)
         })
         .collect())
 }
