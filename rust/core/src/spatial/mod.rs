@@ -1,5 +1,6 @@
 //! Spatial kernels: flips, crops and pads, resampling.
 
+mod background;
 pub mod bspline;
 pub mod crop_pad;
 pub mod displacement;

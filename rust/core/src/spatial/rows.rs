@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use crate::affine;
 use crate::error::{Error, Result};
+use crate::spatial::background::RowExtents;
 use crate::spatial::bspline::BSplineGrid;
 use crate::spatial::displacement::split_planes;
 #[cfg(target_arch = "x86_64")]
@@ -305,14 +306,12 @@ fn nearest_row<T: Voxel, W: Real>(
 /// Trilinear interpolation for one output row of every channel.
 #[inline(always)]
 fn linear_row<T: Voxel, W: Real>(
-    source: &Source<'_, T>,
-    fill: &[T],
+    job: &RowJob<'_, T>,
     scratch: &mut RowScratch<W>,
     planes: &mut [&mut [T]],
     start: usize,
-    vector: bool,
-    prefetch: isize,
 ) {
+    let (source, fill) = (job.source, job.fill);
     let [_, nj, nk] = source.dims;
     let n = scratch.offsets.len();
     // Neighbour strides (zero along flat axes).
@@ -320,19 +319,16 @@ fn linear_row<T: Voxel, W: Real>(
     let dj = if nj > 1 { nk } else { 0 };
     let di = if source.dims[0] > 1 { nj * nk } else { 0 };
     #[cfg(target_arch = "x86_64")]
-    if vector {
+    if job.vector {
         let geometry = simd::Geometry {
             dims: source.dims,
             strides: [di, dj, dk],
-            prefetch,
+            prefetch: job.prefetch,
         };
         let [x0, x1, x2] = &scratch.x;
         let mut written = true;
-        for ((plane, data), &fill) in planes
-            .iter_mut()
-            .zip(source.data.chunks_exact(source.channel_len))
-            .zip(fill)
-        {
+        let channels = source.data.chunks_exact(source.channel_len);
+        for (c, ((plane, data), &fill)) in planes.iter_mut().zip(channels).zip(fill).enumerate() {
             let (Some(data), Some(out)) = (
                 T::as_f32(data),
                 plane.get_mut(start..start + n).and_then(T::as_f32_mut),
@@ -345,7 +341,10 @@ fn linear_row<T: Voxel, W: Real>(
             // The fill is a value of the volume's type, here f32, so exact.
             let fill = fill.to_f64() as f32;
             // A row too short for a vector step is so for every channel.
-            written = unsafe { simd::linear_f32(data, [x0, x1, x2], &geometry, fill, out) };
+            // The extents are only computed for affine-only plans, as the kernel requires.
+            let background = job.backgrounds.get(c).and_then(Option::as_ref);
+            written =
+                unsafe { simd::linear_f32(data, [x0, x1, x2], &geometry, background, fill, out) };
             if !written {
                 break;
             }
@@ -354,7 +353,6 @@ fn linear_row<T: Voxel, W: Real>(
             return;
         }
     }
-    let _ = vector;
     let [ri, rj, rk] = source.dims.map(AxisRule::new);
     let [x0, x1, x2] = &scratch.x;
     let [w0, w1, w2] = &mut scratch.weights;
@@ -434,6 +432,9 @@ struct RowJob<'a, T> {
     vector: bool,
     /// Voxel distance between the input taps of row `j` and row `j + ROWS_AHEAD`.
     prefetch: isize,
+    /// Per channel, where the input rows leave their background (vector
+    /// trilinear rows of affine-only plans only; empty otherwise).
+    backgrounds: Vec<Option<RowExtents>>,
 }
 
 /// How many rows ahead the vector kernel prefetches.
@@ -455,6 +456,29 @@ fn prefetch_distance(plan: &Plan<'_>, dims: [usize; 3]) -> isize {
     }
 }
 
+/// Output points per input voxel below which scanning the input for its
+/// background costs more than skipping it saves.
+const BACKGROUND_MIN_DENSITY: usize = 16;
+
+/// Per channel of an `f32` source, where its rows leave their background,
+/// for affine-only plans whose output is large enough to repay the scan
+/// (empty otherwise). `outputs` counts the output values of every channel.
+fn backgrounds<T: Voxel>(
+    source: &Source<'_, T>,
+    plan: &Plan<'_>,
+    outputs: usize,
+) -> Vec<Option<RowExtents>> {
+    let Some(data) = T::as_f32(source.data) else {
+        return Vec::new();
+    };
+    if !plan.fields.is_empty() || outputs * BACKGROUND_MIN_DENSITY < data.len() {
+        return Vec::new();
+    }
+    data.chunks_exact(source.channel_len)
+        .map(|channel| RowExtents::of(channel, source.dims))
+        .collect()
+}
+
 /// Computes output plane `i` (every channel) row by row.
 #[inline(always)]
 fn plane_body<T: Voxel, W: Real>(
@@ -470,9 +494,7 @@ fn plane_body<T: Voxel, W: Real>(
         row_coordinates(job.plan, i, j, &mut scratch.x, &mut scratch.lazy);
         match job.mode {
             RowMode::Nearest => nearest_row(source, fill, scratch, planes, j * nk, vector),
-            RowMode::Linear => {
-                linear_row(source, fill, scratch, planes, j * nk, vector, job.prefetch)
-            }
+            RowMode::Linear => linear_row(job, scratch, planes, j * nk),
         }
     }
 }
@@ -556,6 +578,11 @@ fn run_rows<T: Voxel, W: Real>(
         plan,
         vector,
         prefetch: prefetch_distance(plan, source.dims),
+        backgrounds: if mode == RowMode::Linear && vector {
+            backgrounds(source, plan, buffer.len())
+        } else {
+            Vec::new()
+        },
     };
     split_planes(buffer, c, nj * nk)
         .into_par_iter()

@@ -14,6 +14,7 @@
 
 use std::arch::x86_64::*;
 
+use super::background::RowExtents;
 use super::rows::{SNAP_OFFSET, SNAP_SCALE};
 
 /// Voxels per vector step.
@@ -189,11 +190,28 @@ fn prefetch_rows(base: *const f32, offset: __m256i, di: usize, ahead: isize) {
     }
 }
 
+/// The smallest and largest of eight lanes that are monotone (first and
+/// last lane bound the others).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn monotone_range(lanes: __m256i) -> [i32; 2] {
+    let (first, last) = (
+        _mm256_extract_epi32::<0>(lanes),
+        _mm256_extract_epi32::<7>(lanes),
+    );
+    [first.min(last), first.max(last)]
+}
+
 /// Trilinear interpolation of one `f32` channel along a row: every step of
 /// [`LANES`] points (see [`steps`]) is written, points outside the volume
 /// (by the snapped inside test of [`inside_mask`]) with `fill`. Returns
 /// whether the row was written, which it is unless it is shorter than one
 /// step.
+///
+/// With `background`, the extents of this channel, steps whose taps all
+/// read the background get its value without being gathered. They are only
+/// valid for rows whose coordinates are affine in the row position, so that
+/// the lower neighbours of a step's first and last points bound all others.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA, `geometry.dims` must pass [`fits`] and
@@ -203,6 +221,7 @@ pub unsafe fn linear_f32(
     data: &[f32],
     x: [&[f64]; 3],
     geometry: &Geometry,
+    background: Option<&RowExtents>,
     fill: f32,
     out: &mut [f32],
 ) -> bool {
@@ -215,6 +234,8 @@ pub unsafe fn linear_f32(
         return false;
     }
     let fill_lanes = _mm256_set1_ps(fill);
+    // Whether each axis has an upper neighbour (flat axes do not).
+    let upper = geometry.strides.map(|s| i32::from(s != 0));
     let mut lanes = [0i32; LANES];
     for at in steps(n) {
         let (i, wa, in_i) = linear_axis(x[0], at, ni);
@@ -229,6 +250,18 @@ pub unsafe fn linear_f32(
         if inside == 0 {
             row.fill(fill);
             continue;
+        }
+        if let Some(background) = background {
+            let (ri, rj, rk) = (monotone_range(i), monotone_range(j), monotone_range(k));
+            if background.covers(ri, rj, rk, upper) {
+                let mut value = _mm256_set1_ps(background.value);
+                if inside != ALL_LANES {
+                    value = _mm256_blendv_ps(fill_lanes, value, lane_mask(inside));
+                }
+                // SAFETY: the slice holds the eight values written.
+                unsafe { _mm256_storeu_ps(row.as_mut_ptr(), value) };
+                continue;
+            }
         }
         let o = offsets([i, j, k], geometry.dims);
         if geometry.prefetch != 0 {
