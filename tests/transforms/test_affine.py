@@ -79,6 +79,18 @@ def test_random_affine_matches_torchio_with_same_seed() -> None:
         assert [name for name, _ in ours.applied_transforms] == ["Affine"]
 
 
+def test_affine_of_mni_t1_matches_torchio(mni152: tio.Subject) -> None:
+    # Most of the skull-stripped T1 is exactly 0: the warp writes the steps
+    # that read only this background without gathering their taps.
+    data, affine = mni152.t1.data.float(), mni152.t1.affine
+    parameters = {"scales": (1.05, 0.95, 1.02), "degrees": (7, -5, 8), "translation": (2, 0, -3)}
+    theirs = torchio.Affine(**parameters)(torchio.ScalarImage(tensor=data.clone(), affine=affine))
+    ours = tio.Affine(**parameters)(tio.ScalarImage(tensor=data.clone(), affine=affine))
+    assert (theirs.data == 0).float().mean() > 0.5
+    np.testing.assert_allclose(ours.data, theirs.data, rtol=1e-5, atol=1e-4 * float(data.max()))
+    np.testing.assert_allclose((ours.data == 0).float().mean(), (theirs.data == 0).float().mean())
+
+
 def test_identity_and_whole_voxel_translation() -> None:
     data, _ = arrays()
     image = tio.ScalarImage(tensor=torch.from_numpy(data), affine=np.eye(4))
