@@ -130,6 +130,33 @@ fn bench_warp(c: &mut Criterion) {
             })
         });
     }
+    // A ball of radius 40 on zeros (about a quarter of the volume, like a
+    // skull-stripped brain): steps reading only zeros skip their gather.
+    let ball = Array4::from_shape_fn((1, 128, 128, 128), |(_, i, j, k)| {
+        let r2 = [i, j, k]
+            .iter()
+            .map(|&x| (x as f64 - 63.5).powi(2))
+            .sum::<f64>();
+        if r2 < 1600.0 {
+            (i * 7 + j * 3 + k) as f32
+        } else {
+            0.0
+        }
+    });
+    c.bench_function("warp affine 1x128^3 f32 Linear, ball on zeros", |b| {
+        b.iter(|| {
+            parallel::install(|| {
+                warp::warp(
+                    ball.view(),
+                    &IDENTITY,
+                    &grid,
+                    &[warp::Step::Affine(rotation)],
+                    Interpolation::Linear,
+                    &[0.0],
+                )
+            })
+        })
+    });
     let points = ndarray::Array4::from_shape_fn((7, 7, 7, 3), |(a, b, c, d)| {
         ((a * 5 + b * 3 + c + d) % 7) as f64 - 3.0
     });
