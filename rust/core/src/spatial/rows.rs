@@ -77,6 +77,8 @@ struct RowScratch<W> {
     weights: [Vec<W>; 3],
     valid: Vec<bool>,
     lazy: LazyRows,
+    /// The row's points before the matrix of a lazily evaluated field.
+    points: [Vec<f64>; 3],
 }
 
 /// Scratch of a first field evaluated on the fly ([`Displacement::Lazy`]):
@@ -129,6 +131,7 @@ impl<W: Real> RowScratch<W> {
                 rows: Vec::new(),
                 u: [vec![0.0; n], vec![0.0; n], vec![0.0; n]],
             },
+            points: [vec![0.0; n], vec![0.0; n], vec![0.0; n]],
         }
     }
 }
@@ -141,6 +144,7 @@ fn row_coordinates(
     j: usize,
     x: &mut [Vec<f64>; 3],
     lazy: &mut LazyRows,
+    points: &mut [Vec<f64>; 3],
 ) {
     let (fi, fj) = (i as f64, j as f64);
     let [x0, x1, x2] = x;
@@ -158,6 +162,21 @@ fn row_coordinates(
             *a = base[0] + fk * step[0];
             *b = base[1] + fk * step[1];
             *c = base[2] + fk * step[2];
+        }
+    } else if let (Some((Displacement::Lazy(grid), matrix)), 1) =
+        (plan.fields.first(), plan.fields.len())
+    {
+        let [p0, p1, p2] = points;
+        let u = lazy.row(grid, i, j);
+        head_plus_displacement(&plan.head, fi, fj, u.map(|[u0, _, _]| &u0[..]), 0, p0);
+        head_plus_displacement(&plan.head, fi, fj, u.map(|[_, u1, _]| &u1[..]), 1, p1);
+        head_plus_displacement(&plan.head, fi, fj, u.map(|[_, _, u2]| &u2[..]), 2, p2);
+        for (d, x) in [x0, x1, x2].into_iter().enumerate() {
+            let m = matrix[d];
+            for (((x, &a), &b), &c) in x.iter_mut().zip(&*p0).zip(&*p1).zip(&*p2) {
+                // `affine::apply`'s operations in its order.
+                *x = m[0] * a + m[1] * b + m[2] * c + m[3];
+            }
         }
     } else if let Some((Displacement::Lazy(grid), matrix)) = plan.fields.first() {
         // The first field evaluated for the whole row at once, then as `Plan::map`.
@@ -192,6 +211,38 @@ fn row_coordinates(
             *a = p[0];
             *b = p[1];
             *c = p[2];
+        }
+    }
+}
+
+/// Axis `d` of the points `head (i, j, k) + u(k)` along the output row
+/// `(i, j)` (without `u` where the row has no displacement), as
+/// `affine::apply` and `Plan::map` compute them (the same operations in the
+/// same order, so bit-identical), one axis at a time so that the loop
+/// vectorises.
+#[inline(always)]
+fn head_plus_displacement(
+    head: &crate::affine::Matrix4,
+    fi: f64,
+    fj: f64,
+    u: Option<&[f32]>,
+    d: usize,
+    points: &mut [f64],
+) {
+    let h = head[d];
+    // The first two products do not depend on k: the same value for every point.
+    let ij = h[0] * fi + h[1] * fj;
+    let at = |k: usize| ij + h[2] * (k as i32 as f64) + h[3];
+    match u {
+        Some(u) => {
+            for (k, (p, &u)) in points.iter_mut().zip(u).enumerate() {
+                *p = at(k) + u as f64;
+            }
+        }
+        None => {
+            for (k, p) in points.iter_mut().enumerate() {
+                *p = at(k);
+            }
         }
     }
 }
@@ -491,7 +542,14 @@ fn plane_body<T: Voxel, W: Real>(
     let nk = scratch.offsets.len();
     let (source, fill, vector) = (job.source, job.fill, job.vector);
     for j in 0..nj {
-        row_coordinates(job.plan, i, j, &mut scratch.x, &mut scratch.lazy);
+        row_coordinates(
+            job.plan,
+            i,
+            j,
+            &mut scratch.x,
+            &mut scratch.lazy,
+            &mut scratch.points,
+        );
         match job.mode {
             RowMode::Nearest => nearest_row(source, fill, scratch, planes, j * nk, vector),
             RowMode::Linear => linear_row(job, scratch, planes, j * nk),

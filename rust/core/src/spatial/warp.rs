@@ -1253,6 +1253,57 @@ mod tests {
         assert!(moved != volume);
     }
 
+    #[test]
+    fn bspline_rows_without_displacement_equal_the_dense_field() {
+        // A target grid aligned with the field's but larger: its voxels beyond
+        // the field's grid (planes i >= 13, rows j >= 11) have no B-spline
+        // support, so no displacement, and the row kernels take the head
+        // affine alone there.
+        let volume = ramp((1, 13, 11, 17));
+        let affine = oblique();
+        let points = control_points();
+        let shape = [13, 11, 17];
+        let field = crate::spatial::bspline::bspline_field(points.view(), shape).unwrap();
+        let grid = Grid {
+            shape: [16, 14, 17],
+            affine,
+        };
+        let rotation = affine::multiply(&translation([-2.4, -1.3, 0.2]), &oblique());
+        let chain = |dense: bool, rotated: bool| {
+            let mut chain = vec![if dense {
+                Step::Field {
+                    field: field.view(),
+                    affine,
+                }
+            } else {
+                Step::BSpline {
+                    coefficients: points.view(),
+                    shape,
+                    affine,
+                }
+            }];
+            if rotated {
+                chain.push(Step::Affine(rotation));
+            }
+            chain
+        };
+        for mode in [Interpolation::Nearest, Interpolation::Linear] {
+            for rotated in [false, true] {
+                let fill = [-1.0];
+                let lazy = chain(false, rotated);
+                let dense = chain(true, rotated);
+                let ours = warp(volume.view(), &affine, &grid, &lazy, mode, &fill).unwrap();
+                let theirs = warp(volume.view(), &affine, &grid, &dense, mode, &fill).unwrap();
+                assert_eq!(ours, theirs, "{mode:?}, rotated {rotated}");
+                if rotated {
+                    // The rotation brings the planes without support into the volume.
+                    let beyond = ours.slice(s![0, 13.., .., ..]);
+                    assert!(beyond.iter().filter(|&&v| v != -1.0).count() > 100);
+                }
+            }
+        }
+    }
+
     /// Cubic B-spline displacement at the field's continuous voxel index `v`,
     /// summed over its 64 control points (ITK initializer conventions).
     fn bspline_at(points: &Array4<f64>, shape: [usize; 3], v: [f64; 3]) -> [f64; 3] {
