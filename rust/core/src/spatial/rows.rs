@@ -152,16 +152,11 @@ fn row_coordinates(
         // Affine-only: the input index moves by `step` per K voxel.
         let base = affine::apply(&plan.head, [fi, fj, 0.0]);
         let step = affine::column(&plan.head, 2);
-        for (k, ((a, b), c)) in x0
-            .iter_mut()
-            .zip(x1.iter_mut())
-            .zip(x2.iter_mut())
-            .enumerate()
-        {
-            let fk = k as f64;
-            *a = base[0] + fk * step[0];
-            *b = base[1] + fk * step[1];
-            *c = base[2] + fk * step[2];
+        // One axis at a time, so that the loops vectorise.
+        for ((x, base), step) in [x0, x1, x2].into_iter().zip(base).zip(step) {
+            for (k, x) in x.iter_mut().enumerate() {
+                *x = base + (k as i32 as f64) * step;
+            }
         }
     } else if let (Some((Displacement::Lazy(grid), matrix)), 1) =
         (plan.fields.first(), plan.fields.len())
