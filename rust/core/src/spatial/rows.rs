@@ -5,7 +5,9 @@
 //! (offsets, weights, inside flags, computed once for every channel), then one
 //! gather per channel. On x86-64 with AVX2, rows of at least eight points get
 //! their nearest taps, or their trilinear values of `f32` volumes, from
-//! [`simd`] instead, with bit-identical results.
+//! [`simd`] instead, with bit-identical results; for affine-only chains, the
+//! trilinear kernel is also told where the input holds only its background
+//! (see [`background`](super::background)).
 
 use std::mem::MaybeUninit;
 
@@ -217,7 +219,7 @@ fn row_coordinates(
 /// vectorises.
 #[inline(always)]
 fn head_plus_displacement(
-    head: &crate::affine::Matrix4,
+    head: &affine::Matrix4,
     fi: f64,
     fj: f64,
     u: Option<&[f32]>,
@@ -298,19 +300,18 @@ impl AxisRule {
 /// Nearest neighbour for one output row of every channel.
 #[inline(always)]
 fn nearest_row<T: Voxel, W: Real>(
-    source: &Source<'_, T>,
-    fill: &[T],
+    job: &RowJob<'_, T>,
     scratch: &mut RowScratch<W>,
     planes: &mut [&mut [T]],
     start: usize,
-    vector: bool,
 ) {
+    let (source, fill) = (job.source, job.fill);
     let [_, nj, nk] = source.dims;
     let [ri, rj, rk] = source.dims.map(AxisRule::new);
     let [x0, x1, x2] = &scratch.x;
     let mut vector_done = false;
     #[cfg(target_arch = "x86_64")]
-    if vector {
+    if job.vector {
         // SAFETY: `vector` is only set when the CPU has AVX2 and the volume
         // fits (see `run_rows`); the scratch buffers all hold one row.
         vector_done = unsafe {
@@ -322,7 +323,6 @@ fn nearest_row<T: Voxel, W: Real>(
             )
         };
     }
-    let _ = vector;
     if !vector_done {
         let taps = scratch.offsets.iter_mut().zip(scratch.valid.iter_mut());
         for ((((offset, valid), &a), &b), &c) in taps.zip(x0).zip(x1).zip(x2) {
@@ -535,7 +535,6 @@ fn plane_body<T: Voxel, W: Real>(
     planes: &mut [&mut [T]],
 ) {
     let nk = scratch.offsets.len();
-    let (source, fill, vector) = (job.source, job.fill, job.vector);
     for j in 0..nj {
         row_coordinates(
             job.plan,
@@ -546,7 +545,7 @@ fn plane_body<T: Voxel, W: Real>(
             &mut scratch.points,
         );
         match job.mode {
-            RowMode::Nearest => nearest_row(source, fill, scratch, planes, j * nk, vector),
+            RowMode::Nearest => nearest_row(job, scratch, planes, j * nk),
             RowMode::Linear => linear_row(job, scratch, planes, j * nk),
         }
     }
