@@ -1190,6 +1190,30 @@ mod tests {
         })
     }
 
+    /// The control grid `points` of a field on `shape` voxels (voxel -> world
+    /// `affine`) as a chain step: evaluated by the kernel, or as its dense
+    /// `field`.
+    fn bspline_step<'a>(
+        dense: bool,
+        points: &'a Array4<f64>,
+        field: &'a Array4<f32>,
+        shape: [usize; 3],
+        affine: Matrix4,
+    ) -> Step<'a> {
+        if dense {
+            Step::Field {
+                field: field.view(),
+                affine,
+            }
+        } else {
+            Step::BSpline {
+                coefficients: points.view(),
+                shape,
+                affine,
+            }
+        }
+    }
+
     #[test]
     fn bspline_steps_equal_their_dense_fields_bit_for_bit() {
         let volume = ramp((2, 13, 11, 17));
@@ -1203,20 +1227,7 @@ mod tests {
         // On the output grid first (evaluated per row), then displaced again by
         // an affine; and off the grid (after an affine: evaluated densely).
         let chains = |dense: bool| -> Vec<Vec<Step<'_>>> {
-            let step = || {
-                if dense {
-                    Step::Field {
-                        field: field.view(),
-                        affine,
-                    }
-                } else {
-                    Step::BSpline {
-                        coefficients: points.view(),
-                        shape,
-                        affine,
-                    }
-                }
-            };
+            let step = || bspline_step(dense, &points, &field, shape, affine);
             vec![
                 vec![step()],
                 vec![step(), Step::Affine(rotation)],
@@ -1270,18 +1281,7 @@ mod tests {
         };
         let rotation = affine::multiply(&translation([-2.4, -1.3, 0.2]), &oblique());
         let chain = |dense: bool, rotated: bool| {
-            let mut chain = vec![if dense {
-                Step::Field {
-                    field: field.view(),
-                    affine,
-                }
-            } else {
-                Step::BSpline {
-                    coefficients: points.view(),
-                    shape,
-                    affine,
-                }
-            }];
+            let mut chain = vec![bspline_step(dense, &points, &field, shape, affine)];
             if rotated {
                 chain.push(Step::Affine(rotation));
             }
