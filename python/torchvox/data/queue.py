@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from ..constants import NUM_SAMPLES
 from ..utils import format_bytes
+from ._shared_arena import SharedArena
 from .dataset import SubjectsDataset
-from .sampler.sampler import PatchSampler
+from .sampler.sampler import PatchSampler, patch_memory
 from .subject import Subject
 
 __all__ = ["Queue"]
@@ -27,74 +29,133 @@ def _splits_loading(dataset: SubjectsDataset) -> bool:
     return isinstance(dataset, SubjectsDataset) and getitem is SubjectsDataset.__getitem__
 
 
-class _SeededSubjects(Dataset):
-    """The subjects of one epoch, in order, each loaded under its own torch seed.
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Runs the block with torch's CPU generator seeded by ``seed``, then restores it."""
+    with torch.random.fork_rng(devices=[]):
+        # Only the CPU generator, which fork_rng restores: torch.manual_seed would
+        # also queue CUDA/XPU seeding (and record a stack trace) on every call.
+        torch.default_generator.manual_seed(seed)
+        yield
 
-    Seeding each subject (from seeds drawn in the main process) makes the
-    augmentations independent of which worker loads which subject, so a queue yields
-    the same patches for any ``num_workers``.
+
+class _EpochPatches(Dataset):
+    """The patches of each subject of one epoch, in order.
+
+    Subject ``position`` is loaded, transformed and sampled under its own torch
+    seed (drawn in the main process), so its patches (locations and
+    augmentations) are the same whichever worker, if any, produces them. A
+    worker with an arena crops the patches into it and returns them as
+    references (see :class:`~torchvox.data._shared_arena.SharedArena`).
     """
 
-    def __init__(self, dataset: SubjectsDataset, order: list[tuple[int, int]]):
+    def __init__(
+        self,
+        dataset: SubjectsDataset,
+        order: list[tuple[int, int]],
+        sampler: PatchSampler,
+        samples_per_volume: int,
+        arena: SharedArena | None = None,
+    ):
         self.dataset = dataset
         self.order = order
+        self.sampler = sampler
+        self.samples_per_volume = samples_per_volume
+        self.arena = arena
 
     def __len__(self) -> int:
         return len(self.order)
 
-    def __getitem__(self, position: int) -> Subject:
+    def __getitem__(self, position: int) -> list[Subject]:
         index, seed = self.order[position]
-        with torch.random.fork_rng(devices=[]):
-            # Only the CPU generator, which fork_rng restores: torch.manual_seed would
-            # also queue CUDA/XPU seeding (and record a stack trace) on every call.
-            torch.default_generator.manual_seed(seed)
-            return self.dataset[index]
+        with _seeded(seed):
+            return self.sample(self.dataset[index])
+
+    def sample(self, subject: Subject) -> list[Subject]:
+        """The subject's ``num_samples`` patches (its attribute, or ``samples_per_volume``)."""
+        num_samples = _num_samples(subject, self.samples_per_volume)
+        if self.arena is None or get_worker_info() is None:
+            return list(islice(self.sampler(subject, num_samples), num_samples))
+        with patch_memory(self.arena.allocate):
+            patches = list(islice(self.sampler(subject, num_samples), num_samples))
+        self.arena.detach(patches)
+        return patches
 
 
-def _first_item(batch: list[Subject]) -> Subject:
+def _num_samples(subject: Subject, default: int) -> int:
+    return int(getattr(subject, NUM_SAMPLES, default))
+
+
+def _first_item(batch: list[list[Subject]]) -> list[Subject]:
     return batch[0]
 
 
-class _LoadAhead(Iterator[Subject]):
-    """The subjects of :class:`_SeededSubjects`, each read while the one before
-    is being transformed.
+class _Attached(Iterator[list[Subject]]):
+    """The patch lists of a loader over :class:`_EpochPatches`, their arena
+    references replaced by tensors.
+
+    An iterator class rather than a generator: a suspended generator would
+    keep the last list it yielded, so the patches of one more subject, alive.
+    """
+
+    def __init__(self, loader: Iterator[list[Subject]], arena: SharedArena | None):
+        self._loader = loader
+        self._arena = arena
+
+    def __next__(self) -> list[Subject]:
+        patches = next(self._loader)
+        if self._arena is not None:
+            self._arena.attach(patches)
+        return patches
+
+    def close(self) -> None:
+        """Stops the loader's workers and waits for them to exit."""
+        # A DataLoader iterator's only way to stop its workers (its __del__
+        # calls it too, but only once nothing refers to the iterator).
+        shutdown = getattr(self._loader, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+
+
+class _LoadAhead(Iterator[list[Subject]]):
+    """The patch lists of :class:`_EpochPatches`, each subject read while the
+    one before is being transformed and sampled.
 
     Reading a compressed volume is mostly single-threaded decompression, during
     which the transforms' threads would otherwise wait. A helper thread reads
     subject ``n + 1`` (no random numbers are drawn there); the calling thread
-    transforms subject ``n`` under its seed, exactly as
-    :meth:`_SeededSubjects.__getitem__` does, so the patches are the same. An
+    transforms and samples subject ``n`` under its seed, exactly as
+    :meth:`_EpochPatches.__getitem__` does, so the patches are the same. An
     error while reading is raised when that subject is asked for.
     """
 
-    def __init__(self, subjects: _SeededSubjects):
+    def __init__(self, epoch: _EpochPatches):
         # A DataLoader iterator draws its base seed from torch's generator,
         # whatever its number of workers: draw it too, so that the patches
         # and later random numbers stay those of the DataLoader path.
         torch.empty((), dtype=torch.int64).random_()
-        self._subjects = subjects
+        self._epoch = epoch
         self._position = 0
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchvox-read")
         self._next: Future[Subject] | None = self._read(0)
 
     def _read(self, position: int) -> Future[Subject] | None:
-        if position >= len(self._subjects):
+        if position >= len(self._epoch):
             self._reader.shutdown(wait=False)
             return None
-        index, _ = self._subjects.order[position]
-        return self._reader.submit(self._subjects.dataset.load_subject, index)
+        index, _ = self._epoch.order[position]
+        return self._reader.submit(self._epoch.dataset.load_subject, index)
 
-    def __next__(self) -> Subject:
+    def __next__(self) -> list[Subject]:
         if self._next is None:
             raise StopIteration
         current, position = self._next, self._position
         self._position += 1
         self._next = self._read(self._position)
         subject = current.result()
-        _, seed = self._subjects.order[position]
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
-            return self._subjects.dataset.transform_subject(subject)
+        _, seed = self._epoch.order[position]
+        with _seeded(seed):
+            return self._epoch.sample(self._epoch.dataset.transform_subject(subject))
 
     def __del__(self) -> None:
         # Also reached when __init__ failed before the reader existed.
@@ -106,16 +167,22 @@ class _LoadAhead(Iterator[Subject]):
 class Queue(Dataset):
     r"""Queue used for stochastic patch-based training.
 
-    A buffer of up to ``max_length`` patches: when it is empty, subjects are loaded
-    (and transformed) by a :class:`~torch.utils.data.DataLoader` with ``num_workers``
-    processes, ``samples_per_volume`` patches (or the subject's ``num_samples``
-    attribute) are drawn from each in the main process, and the buffer is shuffled.
-    Patches of a subject that do not fit are carried to the next fill. Use it with
-    an outer :class:`~torchvox.SubjectsLoader` whose ``num_workers`` is 0.
+    A buffer of up to ``max_length`` patches: when it is empty, subjects are loaded,
+    transformed and sampled (``samples_per_volume`` patches, or the subject's
+    ``num_samples`` attribute) by a :class:`~torch.utils.data.DataLoader` with
+    ``num_workers`` processes, and the buffer is shuffled. Patches of a subject
+    that do not fit are carried to the next fill. Use it with an outer
+    :class:`~torchvox.SubjectsLoader` whose ``num_workers`` is 0.
 
-    Beyond TorchIO, every subject of an epoch is loaded under a seed drawn in the
-    main process, so for a fixed ``torch.manual_seed`` the patches (locations and
-    augmentations) are the same for any ``num_workers``.
+    Beyond TorchIO:
+
+    - Every subject of an epoch is loaded and sampled under a seed drawn in the
+      main process, so for a fixed ``torch.manual_seed`` the patches (locations
+      and augmentations) are the same for any ``num_workers``.
+    - Workers crop the patches themselves, into memory shared with the main
+      process (on Linux), so that only patches, not whole volumes, cross
+      between processes, and without a copy. That memory is reused from one
+      subject to the next and released with the queue.
 
     Args:
         subjects_dataset: The subjects, with their transform.
@@ -170,10 +237,11 @@ class Queue(Dataset):
         self.subject_sampler = subject_sampler
         self.num_workers = num_workers
         self.verbose = verbose
-        self._subjects_iterable: Iterator[Subject] | None = None
-        self._incomplete_subject: Subject | None = None
-        self._num_patches_incomplete = 0
+        self._subjects_iterable: Iterator[list[Subject]] | None = None
+        # Patches of the last subject that did not fit in the queue.
+        self._leftover_patches: list[Subject] = []
         self._num_sampled_subjects = 0
+        self._arena: SharedArena | None = None
         if self.shuffle_subjects and self.subject_sampler is not None:
             raise ValueError(
                 "The flag shuffle_subjects cannot be set when a subject sampler is passed"
@@ -208,10 +276,25 @@ class Queue(Dataset):
             print(*args)
 
     def _initialize_subjects_iterable(self) -> None:
+        self._stop_loading()
         self._subjects_iterable = self._get_subjects_iterable()
 
+    def _stop_loading(self) -> None:
+        """Stops the workers of the current loader, if any, dropping their results.
+
+        Two generations of workers must never run at once: they would
+        allocate from the same arena partitions. Once the workers have
+        exited, the blocks that only their lost results held are freed.
+        """
+        previous, self._subjects_iterable = self._subjects_iterable, None
+        if isinstance(previous, _Attached):
+            previous.close()
+        if self._arena is not None:
+            self._arena.reclaim()
+
     @property
-    def subjects_iterable(self) -> Iterator[Subject]:
+    def subjects_iterable(self) -> Iterator[list[Subject]]:
+        """The patch lists of the subjects of the current epoch, one list per subject."""
         if self._subjects_iterable is None:
             self._initialize_subjects_iterable()
         assert self._subjects_iterable is not None
@@ -248,23 +331,17 @@ class Queue(Dataset):
         return sum(self._get_subject_num_samples(subject) for subject in subjects)
 
     def _get_subject_num_samples(self, subject: Subject) -> int:
-        return int(getattr(subject, NUM_SAMPLES, self.samples_per_volume))
+        return _num_samples(subject, self.samples_per_volume)
 
     def _fill(self) -> None:
-        if self._incomplete_subject is not None:
-            iterable = self.sampler(self._incomplete_subject, self._num_patches_incomplete)
-            self.patches_list.extend(iterable)
-            self._incomplete_subject = None
+        # The patches that did not fit last time come first, as in TorchIO.
+        self.patches_list.extend(self._leftover_patches)
+        self._leftover_patches = []
         while True:
-            subject = self._get_next_subject()
-            num_samples = self._get_subject_num_samples(subject)
-            num_free_slots = self.max_length - len(self.patches_list)
-            if num_free_slots < num_samples:
-                self._incomplete_subject = subject
-                self._num_patches_incomplete = num_samples - num_free_slots
-            num_samples = min(num_samples, num_free_slots)
-            if num_samples > 0:
-                self.patches_list.extend(islice(self.sampler(subject, num_samples), num_samples))
+            patches = self._get_next_subject_patches()
+            num_free_slots = max(self.max_length - len(self.patches_list), 0)
+            self.patches_list.extend(patches[:num_free_slots])
+            self._leftover_patches = patches[num_free_slots:]
             self._num_sampled_subjects += 1
             list_full = len(self.patches_list) >= self.max_length
             all_sampled = self._num_sampled_subjects >= self.num_subjects
@@ -277,7 +354,7 @@ class Queue(Dataset):
         indices = torch.randperm(self.num_patches)
         self.patches_list = [self.patches_list[i] for i in indices]
 
-    def _get_next_subject(self) -> Subject:
+    def _get_next_subject_patches(self) -> list[Subject]:
         try:
             return next(self.subjects_iterable)
         except StopIteration as exception:
@@ -304,22 +381,36 @@ class Queue(Dataset):
             return torch.randperm(len(self.subjects_dataset)).tolist()
         return list(range(len(self.subjects_dataset)))
 
-    def _get_subjects_iterable(self) -> Iterator[Subject]:
+    def _get_subjects_iterable(self) -> Iterator[list[Subject]]:
         self._print(f"\nCreating subjects loader with {self.num_workers} workers")
         order = self._epoch_order()
         seeds = torch.randint(0, 2**62, (len(order),)).tolist()
-        subjects = _SeededSubjects(self.subjects_dataset, list(zip(order, seeds, strict=True)))
         self._num_sampled_subjects = 0
+        epoch = _EpochPatches(
+            self.subjects_dataset,
+            list(zip(order, seeds, strict=True)),
+            self.sampler,
+            self.samples_per_volume,
+            self._shared_arena(),
+        )
         if self.num_workers == 0 and _splits_loading(self.subjects_dataset):
-            return _LoadAhead(subjects)
+            return _LoadAhead(epoch)
         loader = DataLoader(
-            subjects,
+            epoch,
             num_workers=self.num_workers,
             batch_size=1,
             collate_fn=_first_item,
             shuffle=False,
         )
-        return iter(loader)
+        return _Attached(iter(loader), epoch.arena)
+
+    def _shared_arena(self) -> SharedArena | None:
+        """The memory the workers crop patches into (created once), if there are workers."""
+        if self.num_workers == 0:
+            return None
+        if self._arena is None or self._arena.num_partitions < self.num_workers:
+            self._arena = SharedArena.create(self.num_workers)
+        return self._arena
 
     def get_max_memory(self, subject: Subject | None = None) -> int:
         """Maximum memory of the queued patches in bytes (assuming float32 voxels).

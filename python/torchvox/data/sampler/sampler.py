@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -16,7 +18,45 @@ from ...utils import to_tuple
 from ..image import PROTECTED_KEYS, Image, LabelMap, ScalarImage
 from ..subject import Subject
 
-__all__ = ["PatchSampler", "RandomSampler", "crop_subject", "crop_subjects", "volume_arrays"]
+__all__ = [
+    "PatchSampler",
+    "RandomSampler",
+    "crop_subject",
+    "crop_subjects",
+    "patch_memory",
+    "volume_arrays",
+]
+
+#: Gives the ``(1, C, pi, pj, pk)`` C-contiguous array of the volume's dtype that a
+#: patch is written into, or ``None`` for new memory.
+PatchMemory = Callable[[tuple[int, ...], np.dtype], np.ndarray | None]
+
+_PATCH_MEMORY: ContextVar[PatchMemory | None] = ContextVar("torchvox_patch_memory", default=None)
+
+
+@contextmanager
+def patch_memory(provider: PatchMemory) -> Iterator[None]:
+    """Within the block, :func:`crop_subject` writes each patch where ``provider`` says.
+
+    A DataLoader worker uses it to crop patches straight into memory that its
+    main process can read without a copy (see ``SharedArena``).
+    """
+    token = _PATCH_MEMORY.set(provider)
+    try:
+        yield
+    finally:
+        _PATCH_MEMORY.reset(token)
+
+
+def _extract_patch(array: np.ndarray, start: TypeTripletInt, size: TypeTripletInt) -> torch.Tensor:
+    """The ``(C, pi, pj, pk)`` patch of ``array`` at ``start``, in the memory of
+    :func:`patch_memory` if one is set and has room."""
+    provider = _PATCH_MEMORY.get()
+    out = None if provider is None else provider((1, array.shape[0], *size), array.dtype)
+    if out is None:
+        return to_tensor(native().extract_patch(array, start, size))
+    corner = np.asarray([start], dtype=np.int64)
+    return to_tensor(native().extract_patches(array, corner, size, out))[0]
 
 
 def _parse_patch_size(patch_size: TypeSpatialShape) -> np.ndarray:
@@ -118,10 +158,7 @@ def crop_subject(
     start, size = _triplet(index_ini), _triplet(patch_size)
     if arrays is None:
         arrays = volume_arrays(subject)
-    patches = {
-        name: to_tensor(native().extract_patch(array, start, size))
-        for name, array in arrays.items()
-    }
+    patches = {name: _extract_patch(array, start, size) for name, array in arrays.items()}
     (patch,) = _patch_subjects(subject, [start], size, {n: [p] for n, p in patches.items()})
     return patch
 
