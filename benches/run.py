@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from benches import data  # noqa: E402
+from benches import data, memory  # noqa: E402
 from benches.harness import Result, run_case, to_markdown  # noqa: E402
 
 #: Case modules, in report order; each later issue adds its own.
@@ -116,6 +116,12 @@ def main() -> None:
         "",
     ]
     report = "\n".join(header) + to_markdown(results) + "\n" + _summary(results, targets)
+    if "patches" in arguments.modules and arguments.filter.lower() in "queue memory":
+        for volume in volumes:
+            if not volume.name.startswith("phantom"):
+                queue_memory = memory.measure_queue(volume)
+                print(queue_memory.to_markdown(), flush=True)
+                report += "\n" + queue_memory.to_markdown()
     arguments.output.write_text(report)
     print(f"wrote {arguments.output}")
 
