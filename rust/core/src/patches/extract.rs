@@ -1,10 +1,12 @@
 //! Copying rectangular regions (patches) out of a `(C, I, J, K)` volume.
 
+use std::mem::MaybeUninit;
+
 use ndarray::{s, Array4, Array5, ArrayView4, ArrayViewMut5};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::volume::{check_not_empty, zeroed, Voxel};
+use crate::volume::{check_not_empty, Voxel};
 
 /// Checks that the region starting at `start` with extent `size` lies inside
 /// a volume of spatial shape `shape` and is not empty.
@@ -33,11 +35,15 @@ fn spatial_shape<T>(volume: &ArrayView4<'_, T>) -> [usize; 3] {
 
 /// Fills `out` (`planes` consecutive `pj x pk` planes in C order) with the
 /// region of `volume` at `starts[n]`, where plane `p` is `(n, channel, i)`.
+///
+/// Every element of `out` is written, so it may start uninitialised: a new
+/// output is not zero-filled first (one pass over memory the copy then
+/// overwrites).
 fn fill_planes<T: Voxel>(
     volume: &ArrayView4<'_, T>,
     starts: &[[usize; 3]],
     size: [usize; 3],
-    out: &mut [T],
+    out: &mut [MaybeUninit<T>],
 ) {
     let channels = volume.dim().0;
     let plane_len = size[1] * size[2];
@@ -56,11 +62,18 @@ fn fill_planes<T: Voxel>(
             ]);
             for (row_out, row_in) in plane.chunks_mut(size[2]).zip(source.rows()) {
                 match row_in.as_slice() {
-                    Some(inp) => row_out.copy_from_slice(inp),
+                    Some(inp) => row_out
+                        .iter_mut()
+                        .zip(inp)
+                        .for_each(|(o, &v)| {
+                            o.write(v);
+                        }),
                     None => row_out
                         .iter_mut()
                         .zip(row_in.iter())
-                        .for_each(|(o, &v)| *o = v),
+                        .for_each(|(o, &v)| {
+                            o.write(v);
+                        }),
                 }
             }
         });
@@ -78,14 +91,15 @@ pub fn extract_patch<T: Voxel>(
     check_not_empty(&volume, "volume")?;
     check_region(spatial_shape(&volume), start, size)?;
     let channels = volume.dim().0;
-    let mut output = zeroed((channels, size[0], size[1], size[2]));
+    let mut output = Array4::uninit((channels, size[0], size[1], size[2]));
     let Some(out) = output.as_slice_mut() else {
         return Err(Error::Shape(
             "freshly allocated output is not contiguous".into(),
         ));
     };
     fill_planes(&volume, &[start], size, out);
-    Ok(output)
+    // SAFETY: `fill_planes` writes every element of the contiguous output.
+    Ok(unsafe { output.assume_init() })
 }
 
 /// Copies `N` patches of one `size` from `volume` into one `(N, C, pi, pj, pk)` array.
@@ -108,14 +122,15 @@ pub fn extract_patches<T: Voxel>(
         check_region(shape, start, size)?;
     }
     let channels = volume.dim().0;
-    let mut output = zeroed((starts.len(), channels, size[0], size[1], size[2]));
+    let mut output = Array5::uninit((starts.len(), channels, size[0], size[1], size[2]));
     let Some(out) = output.as_slice_mut() else {
         return Err(Error::Shape(
             "freshly allocated output is not contiguous".into(),
         ));
     };
     fill_planes(&volume, starts, size, out);
-    Ok(output)
+    // SAFETY: `fill_planes` writes every element of the contiguous output.
+    Ok(unsafe { output.assume_init() })
 }
 
 /// Copies `N` patches of one `size` from `volume` into `out`, an existing
@@ -152,6 +167,11 @@ pub fn extract_patches_into<T: Voxel>(
     }
     let Some(slice) = out.as_slice_mut() else {
         return Err(Error::Shape("out must be C-contiguous".into()));
+    };
+    // SAFETY: `MaybeUninit<T>` has the layout of `T`, and `fill_planes` only
+    // writes initialised values, so the slice stays initialised throughout.
+    let slice = unsafe {
+        std::slice::from_raw_parts_mut(slice.as_mut_ptr().cast::<MaybeUninit<T>>(), slice.len())
     };
     fill_planes(&volume, starts, size, slice);
     Ok(())
