@@ -1707,6 +1707,109 @@ mod tests {
         );
     }
 
+    /// Every voxel of in-memory decodes (the path of `.nii.gz` files) equals
+    /// the file's voxel at the same coordinates, found by index arithmetic:
+    /// for raw 4-byte voxels, copied as they are, and for scaled 4-byte and
+    /// 2-byte ones, converted one at a time. The shape has whole blocks and
+    /// edges on both axes (37 = 2 x 16 + 5 along i, where a block of 4-byte
+    /// voxels is 16 wide, and 23 = 5 x 4 + 3 along k); the regions crop
+    /// every axis, leave no edge at all, or are all edge.
+    #[test]
+    fn in_memory_decode_matches_file_voxels_for_every_block_shape() {
+        let (channels, nx, ny, nz) = (2, 37, 5, 23);
+        let identity = [
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        // Every voxel's value is a function of its index in the Fortran-ordered
+        // file, one-to-one, so a misplaced voxel cannot go unseen.
+        let file_index = |c: usize, i: usize, j: usize, k: usize| i + nx * (j + ny * (k + nz * c));
+        fn file_bytes<T: NiftiVoxel>(
+            shape: [usize; 4],
+            affine: &[[f64; 4]; 4],
+            scaling: Option<(f32, f32)>,
+            value: impl Fn(usize) -> T,
+        ) -> Vec<u8> {
+            let mut bytes = header_bytes::<T>(shape, affine, false).unwrap();
+            if let Some((slope, inter)) = scaling {
+                bytes[112..116].copy_from_slice(&slope.to_le_bytes());
+                bytes[116..120].copy_from_slice(&inter.to_le_bytes());
+            }
+            let offset = bytes.len();
+            let count: usize = shape.iter().product();
+            bytes.resize(offset + count * T::SIZE, 0);
+            for index in 0..count {
+                let at = offset + index * T::SIZE;
+                value(index).write_le(&mut bytes[at..at + T::SIZE]);
+            }
+            bytes
+        }
+        let shape = [channels, nx, ny, nz];
+        /// The decoded value of the voxel with a given file index.
+        type Decoded = fn(usize) -> f64;
+        let files: [(&str, Vec<u8>, Decoded); 4] = [
+            (
+                "float32",
+                file_bytes(shape, &identity, None, |n| n as f32 / 4.0),
+                |n| n as f64 / 4.0,
+            ),
+            (
+                "int32",
+                file_bytes(shape, &identity, None, |n| n as i32 - 9),
+                |n| n as f64 - 9.0,
+            ),
+            (
+                "scaled float32",
+                file_bytes(shape, &identity, Some((2.0, -3.0)), |n| n as f32 / 4.0),
+                |n| n as f64 / 4.0 * 2.0 - 3.0,
+            ),
+            (
+                "scaled int16",
+                file_bytes(shape, &identity, Some((0.5, 1.0)), |n| n as i16),
+                |n| n as f64 * 0.5 + 1.0,
+            ),
+        ];
+        let regions = [
+            [(0, nx), (0, ny), (0, nz)],
+            [(3, 37), (1, 4), (2, 21)],
+            [(5, 37), (0, ny), (1, 21)],
+            [(2, 9), (4, 5), (3, 5)],
+            [(20, 37), (2, 3), (22, 23)],
+        ];
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for (name, bytes, expected) in &files {
+                let header = parse_header(bytes).unwrap();
+                for region in regions {
+                    let data = pool
+                        .install(|| decode(&header, bytes, Some(region)))
+                        .unwrap();
+                    let [(i0, i1), (j0, j1), (k0, k1)] = region;
+                    let actual: Array4<f64> = match data {
+                        VolumeData::F32(a) => a.mapv(f64::from),
+                        VolumeData::I32(a) => a.mapv(f64::from),
+                        other => unreachable!("{name} decoded as {:?}", other.shape()),
+                    };
+                    assert_eq!(actual.dim(), (channels, i1 - i0, j1 - j0, k1 - k0));
+                    for ((c, i, j, k), &value) in actual.indexed_iter() {
+                        let n = file_index(c, i0 + i, j0 + j, k0 + k);
+                        assert_eq!(
+                            value,
+                            expected(n),
+                            "{name}, {threads} thread(s), region {region:?}, at {:?}",
+                            (c, i, j, k)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn truncated_and_garbage_files_are_errors() {
         let path = temp_path("bad.nii");
