@@ -968,6 +968,34 @@ fn transpose_tile<O, F, const N: usize, const I: usize, const K: usize>(
     }
 }
 
+/// Transposes a 4 x 4 matrix of 4-byte lanes held in four SSE2 rows: lane
+/// `b` of row `a` in becomes lane `a` of row `b` out.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn transpose_4x4_epi32(rows: [std::arch::x86_64::__m128i; 4]) -> [std::arch::x86_64::__m128i; 4] {
+    use std::arch::x86_64::{
+        _mm_unpackhi_epi32, _mm_unpackhi_epi64, _mm_unpacklo_epi32, _mm_unpacklo_epi64,
+    };
+    let [r0, r1, r2, r3] = rows;
+    // SAFETY: SSE2 is part of the x86_64 baseline, and the unpacks only move
+    // lanes between registers (no memory is touched).
+    unsafe {
+        // Interleave the lanes of rows 0 and 1, and of rows 2 and 3 (lanes 0
+        // and 1 of each, then lanes 2 and 3); pairing the 64-bit halves of
+        // those interleavings gives the columns.
+        let t0 = _mm_unpacklo_epi32(r0, r1);
+        let t1 = _mm_unpacklo_epi32(r2, r3);
+        let t2 = _mm_unpackhi_epi32(r0, r1);
+        let t3 = _mm_unpackhi_epi32(r2, r3);
+        [
+            _mm_unpacklo_epi64(t0, t1),
+            _mm_unpackhi_epi64(t0, t1),
+            _mm_unpacklo_epi64(t2, t3),
+            _mm_unpackhi_epi64(t2, t3),
+        ]
+    }
+}
+
 /// `transpose_tile` for voxels of 4 bytes copied as they are (`O` is 4 bytes
 /// and the file's bytes are its native representation), with SSE2 4 x 4
 /// transposes: a quarter of the loads and stores of the scalar tile.
@@ -982,10 +1010,7 @@ fn transpose_tile_raw32<O>(
     let dst = &mut dst[..(TILE_I - 1) * stride + TILE_K];
     #[cfg(target_arch = "x86_64")]
     if std::mem::size_of::<O>() == 4 {
-        use std::arch::x86_64::{
-            __m128i, _mm_loadu_si128, _mm_storeu_si128, _mm_unpackhi_epi32, _mm_unpackhi_epi64,
-            _mm_unpacklo_epi32, _mm_unpacklo_epi64,
-        };
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_storeu_si128};
         // i quads outside: the four output rows of a quad are finished before
         // the next four start. The rows are `stride` elements apart, often a
         // multiple of 4 KiB (a 96 x 96 plane of 4-byte voxels is 9 x 4 KiB), so
@@ -1002,20 +1027,10 @@ fn transpose_tile_raw32<O>(
                 // 16 bytes of elements `to..to + 4` with `iq + b < TILE_I` and `kq + 4
                 // <= TILE_K`, and any bit pattern is a valid `O` (f32, i32 or u32).
                 unsafe {
-                    let [r0, r1, r2, r3]: [__m128i; 4] = std::array::from_fn(|a| {
-                        _mm_loadu_si128(src.as_ptr().add(at + a * slab).cast::<__m128i>())
-                    });
                     // Rows a = k, lanes b = i in; rows b = i, lanes a = k out.
-                    let t0 = _mm_unpacklo_epi32(r0, r1);
-                    let t1 = _mm_unpacklo_epi32(r2, r3);
-                    let t2 = _mm_unpackhi_epi32(r0, r1);
-                    let t3 = _mm_unpackhi_epi32(r2, r3);
-                    let rows = [
-                        _mm_unpacklo_epi64(t0, t1),
-                        _mm_unpackhi_epi64(t0, t1),
-                        _mm_unpacklo_epi64(t2, t3),
-                        _mm_unpackhi_epi64(t2, t3),
-                    ];
+                    let rows = transpose_4x4_epi32(std::array::from_fn(|a| {
+                        _mm_loadu_si128(src.as_ptr().add(at + a * slab).cast::<__m128i>())
+                    }));
                     for (b, row) in rows.into_iter().enumerate() {
                         let to = (iq + b) * stride + kq;
                         _mm_storeu_si128(dst.as_mut_ptr().add(to).cast::<__m128i>(), row);
