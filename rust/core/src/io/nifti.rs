@@ -968,6 +968,34 @@ fn transpose_tile<O, F, const N: usize, const I: usize, const K: usize>(
     }
 }
 
+/// Transposes a 4 x 4 matrix of 4-byte lanes held in four SSE2 rows: lane
+/// `b` of row `a` in becomes lane `a` of row `b` out.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn transpose_4x4_epi32(rows: [std::arch::x86_64::__m128i; 4]) -> [std::arch::x86_64::__m128i; 4] {
+    use std::arch::x86_64::{
+        _mm_unpackhi_epi32, _mm_unpackhi_epi64, _mm_unpacklo_epi32, _mm_unpacklo_epi64,
+    };
+    let [r0, r1, r2, r3] = rows;
+    // SAFETY: SSE2 is part of the x86_64 baseline, and the unpacks only move
+    // lanes between registers (no memory is touched).
+    unsafe {
+        // Interleave the lanes of rows 0 and 1, and of rows 2 and 3 (lanes 0
+        // and 1 of each, then lanes 2 and 3); pairing the 64-bit halves of
+        // those interleavings gives the columns.
+        let t0 = _mm_unpacklo_epi32(r0, r1);
+        let t1 = _mm_unpacklo_epi32(r2, r3);
+        let t2 = _mm_unpackhi_epi32(r0, r1);
+        let t3 = _mm_unpackhi_epi32(r2, r3);
+        [
+            _mm_unpacklo_epi64(t0, t1),
+            _mm_unpackhi_epi64(t0, t1),
+            _mm_unpacklo_epi64(t2, t3),
+            _mm_unpackhi_epi64(t2, t3),
+        ]
+    }
+}
+
 /// `transpose_tile` for voxels of 4 bytes copied as they are (`O` is 4 bytes
 /// and the file's bytes are its native representation), with SSE2 4 x 4
 /// transposes: a quarter of the loads and stores of the scalar tile.
@@ -982,10 +1010,7 @@ fn transpose_tile_raw32<O>(
     let dst = &mut dst[..(TILE_I - 1) * stride + TILE_K];
     #[cfg(target_arch = "x86_64")]
     if std::mem::size_of::<O>() == 4 {
-        use std::arch::x86_64::{
-            __m128i, _mm_loadu_si128, _mm_storeu_si128, _mm_unpackhi_epi32, _mm_unpackhi_epi64,
-            _mm_unpacklo_epi32, _mm_unpacklo_epi64,
-        };
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_storeu_si128};
         // i quads outside: the four output rows of a quad are finished before
         // the next four start. The rows are `stride` elements apart, often a
         // multiple of 4 KiB (a 96 x 96 plane of 4-byte voxels is 9 x 4 KiB), so
@@ -1002,20 +1027,10 @@ fn transpose_tile_raw32<O>(
                 // 16 bytes of elements `to..to + 4` with `iq + b < TILE_I` and `kq + 4
                 // <= TILE_K`, and any bit pattern is a valid `O` (f32, i32 or u32).
                 unsafe {
-                    let [r0, r1, r2, r3]: [__m128i; 4] = std::array::from_fn(|a| {
-                        _mm_loadu_si128(src.as_ptr().add(at + a * slab).cast::<__m128i>())
-                    });
                     // Rows a = k, lanes b = i in; rows b = i, lanes a = k out.
-                    let t0 = _mm_unpacklo_epi32(r0, r1);
-                    let t1 = _mm_unpacklo_epi32(r2, r3);
-                    let t2 = _mm_unpackhi_epi32(r0, r1);
-                    let t3 = _mm_unpackhi_epi32(r2, r3);
-                    let rows = [
-                        _mm_unpacklo_epi64(t0, t1),
-                        _mm_unpackhi_epi64(t0, t1),
-                        _mm_unpacklo_epi64(t2, t3),
-                        _mm_unpackhi_epi64(t2, t3),
-                    ];
+                    let rows = transpose_4x4_epi32(std::array::from_fn(|a| {
+                        _mm_loadu_si128(src.as_ptr().add(at + a * slab).cast::<__m128i>())
+                    }));
                     for (b, row) in rows.into_iter().enumerate() {
                         let to = (iq + b) * stride + kq;
                         _mm_storeu_si128(dst.as_mut_ptr().add(to).cast::<__m128i>(), row);
@@ -1033,6 +1048,64 @@ fn transpose_tile_raw32<O>(
             // SAFETY: `O` is 4 bytes of plain data (f32, i32 or u32: the only raw
             // 4-byte voxel types), for which every bit pattern is valid.
             unsafe { slot.as_mut_ptr().cast::<[u8; 4]>().write_unaligned(bytes) };
+        }
+    }
+}
+
+/// Voxels of 4 bytes in a 64-byte cache line: the width of the blocks of
+/// such voxels that `decode_parallel` gathers, and of `gather_quad_raw32`.
+const RAW32_BLOCK: usize = 16;
+
+/// Gathers four k slabs of one whole block of raw 4-byte voxels for
+/// `decode_parallel`: the `RAW32_BLOCK` voxels along i that start each of the
+/// 4 slabs in `src` (`slab` bytes apart) go to `rows[ii][at..at + 4]`, where
+/// `rows` holds the block's output rows (voxel `ii` of the block belongs to
+/// `rows[ii]`).
+///
+/// On x86_64 the voxels are copied as they are (`O` is 4 bytes and the file's
+/// bytes are its native representation) with SSE2 4 x 4 transposes: a 16-byte
+/// store of 4 voxels where the scalar gather stores 1, and the 4 slabs' cache
+/// lines read whole at once. Elsewhere `convert` decodes them one by one.
+#[inline(always)]
+fn gather_quad_raw32<O, F>(
+    src: &[u8],
+    slab: usize,
+    rows: &mut [&mut [std::mem::MaybeUninit<O>]],
+    at: usize,
+    convert: &F,
+) where
+    F: Fn(&[u8]) -> O,
+{
+    let src = &src[..3 * slab + RAW32_BLOCK * 4];
+    let rows = &mut rows[..RAW32_BLOCK];
+    #[cfg(target_arch = "x86_64")]
+    if std::mem::size_of::<O>() == 4 {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_storeu_si128};
+        for iq in (0..RAW32_BLOCK).step_by(4) {
+            // Rows a = k, lanes b = i in; rows b = i, lanes a = k out.
+            // SAFETY: SSE2 is part of the x86_64 baseline. `src` was cut to hold
+            // byte `3 * slab + RAW32_BLOCK * 4 - 1`, and each load reads the 16
+            // bytes at `a * slab + iq * 4` with `a < 4` and `iq + 4 <=
+            // RAW32_BLOCK` (unaligned loads accept any address).
+            let quad = unsafe {
+                transpose_4x4_epi32(std::array::from_fn(|a| {
+                    _mm_loadu_si128(src.as_ptr().add(a * slab + iq * 4).cast::<__m128i>())
+                }))
+            };
+            for (row, lanes) in rows[iq..iq + 4].iter_mut().zip(quad) {
+                let dst = &mut row[at..at + 4];
+                // SAFETY: `dst` is 4 elements of 4 bytes, the 16 bytes the
+                // unaligned store writes; any bit pattern is a valid `O` (f32
+                // or i32, the raw 4-byte voxel types).
+                unsafe { _mm_storeu_si128(dst.as_mut_ptr().cast::<__m128i>(), lanes) };
+            }
+        }
+        return;
+    }
+    for a in 0..4 {
+        let run = &src[a * slab..a * slab + RAW32_BLOCK * 4];
+        for (row, raw) in rows.iter_mut().zip(run.chunks_exact(4)) {
+            row[at + a].write(convert(raw));
         }
     }
 }
@@ -1089,7 +1162,7 @@ impl Layout {
         F: Fn(&[u8]) -> O + Sync,
     {
         match source {
-            Source::Memory(data) => self.decode_parallel::<O, F, N>(data, convert),
+            Source::Memory(data) => self.decode_parallel::<O, F, N>(data, raw, convert),
             Source::File { file, offset } => {
                 self.decode_direct::<O, F, N>(file, offset, raw, convert)
             }
@@ -1204,7 +1277,23 @@ impl Layout {
     /// every output row written once; consecutive rows of a slab (and of a
     /// plane) are adjacent, so each thread's reads and writes advance through
     /// memory in order. Tasks own ranges of rows.
-    fn decode_parallel<O, F, const N: usize>(&self, data: &[u8], convert: F) -> Result<Array4<O>>
+    ///
+    /// `raw` is as for [`Layout::decode`]. Whole blocks of raw 4-byte voxels
+    /// (unscaled float32 or int32 in the machine's byte order: most files) skip
+    /// the tile: SSE2 transposes gather four k slabs at a time straight into
+    /// the block's 16 output rows (see `gather_quad_raw32`), and the last
+    /// `rk % 4` slabs go one voxel at a time. On the MNI152 T1 the scalar
+    /// gather's one store per voxel, then the tile's copy, were most of the
+    /// decode; storing each transposed quad straight into its output row beat
+    /// transposing into the tile and copying that (medians on one thread:
+    /// 10.5 ms against 11.7 ms, 13.6 ms for the scalar gather). The narrower
+    /// last block and every other voxel type keep the tile and `convert`.
+    fn decode_parallel<O, F, const N: usize>(
+        &self,
+        data: &[u8],
+        raw: bool,
+        convert: F,
+    ) -> Result<Array4<O>>
     where
         O: Copy + Default + Send + Sync,
         F: Fn(&[u8]) -> O + Sync,
@@ -1215,6 +1304,9 @@ impl Layout {
         let mut output = Array4::<O>::uninit((self.channels, ri, rj, rk));
         let plane = rj * rk;
         let block = (64 / N.max(1)).max(1);
+        // Bytes from a voxel of the file to the same voxel of the next k slab.
+        let slab_stride = nx * ny * N;
+        let raw32 = raw && N == 4 && std::mem::size_of::<O>() == 4;
         let Some(out) = output.as_slice_mut() else {
             return Err(Error::Shape(
                 "freshly allocated output is not contiguous".into(),
@@ -1247,6 +1339,31 @@ impl Layout {
                     let row = i0 + nx * (j0 + jb + j + ny * (k0 + nz * c));
                     for ib in (0..ri).step_by(block) {
                         let width = block.min(ri - ib);
+                        let block_planes = &mut planes[ib..ib + width];
+                        if raw32 && width == RAW32_BLOCK {
+                            let quads_end = rk - rk % 4;
+                            for kq in (0..quads_end).step_by(4) {
+                                let start = (row + ib + nx * ny * kq) * N;
+                                for a in 0..4 {
+                                    let ahead = start + a * slab_stride + ROWS_AHEAD * nx * N;
+                                    prefetch(data.as_ptr().wrapping_add(ahead));
+                                }
+                                let src = &data[start..];
+                                let at = j * rk + kq;
+                                gather_quad_raw32(src, slab_stride, block_planes, at, &convert);
+                            }
+                            for k in quads_end..rk {
+                                let voxel = row + ib + nx * ny * k;
+                                prefetch(data.as_ptr().wrapping_add((voxel + ROWS_AHEAD * nx) * N));
+                                let run = &data[voxel * N..(voxel + width) * N];
+                                for (plane_rows, raw) in
+                                    block_planes.iter_mut().zip(run.chunks_exact(N))
+                                {
+                                    plane_rows[j * rk + k].write(convert(raw));
+                                }
+                            }
+                            continue;
+                        }
                         for k in 0..rk {
                             let voxel = row + ib + nx * ny * k;
                             prefetch(data.as_ptr().wrapping_add((voxel + ROWS_AHEAD * nx) * N));
@@ -1255,8 +1372,9 @@ impl Layout {
                                 tile[ii * rk + k] = convert(raw);
                             }
                         }
-                        let block_planes = planes[ib..ib + width].iter_mut();
-                        for (plane_rows, values) in block_planes.zip(tile.chunks_exact(rk)) {
+                        for (plane_rows, values) in
+                            block_planes.iter_mut().zip(tile.chunks_exact(rk))
+                        {
                             let dst = &mut plane_rows[j * rk..(j + 1) * rk];
                             for (slot, &value) in dst.iter_mut().zip(values) {
                                 slot.write(value);
@@ -1266,7 +1384,12 @@ impl Layout {
                 }
             });
         // SAFETY: the tasks cover every channel and every range of rows of
-        // every plane, and each writes all `rk` voxels of its rows.
+        // every plane, and each writes all `rk` voxels of its rows: for every
+        // row j, each i block `ib..ib + width` (the blocks cover `0..ri`) is
+        // written whole, either from the tile (`0..rk` of each plane) or, for
+        // a whole block of raw 4-byte voxels, by the quads `0..rk - rk % 4`
+        // (`gather_quad_raw32` writes 4 voxels of all `RAW32_BLOCK` planes)
+        // and then one voxel at a time for `rk - rk % 4..rk`.
         Ok(unsafe { output.assume_init() })
     }
 }
@@ -1705,6 +1828,109 @@ mod tests {
             Array4::from_shape_fn(shape, |x| (value(x) % 251) as u8),
             VolumeData::U8,
         );
+    }
+
+    /// Every voxel of in-memory decodes (the path of `.nii.gz` files) equals
+    /// the file's voxel at the same coordinates, found by index arithmetic:
+    /// for raw 4-byte voxels, which whole blocks gather with SSE2 transposes,
+    /// and for scaled 4-byte and 2-byte ones, converted one at a time. The
+    /// shape has whole blocks and edges on both axes (37 = 2 x 16 + 5 along i,
+    /// where a block of 4-byte voxels is 16 wide, and 23 = 5 x 4 + 3 along
+    /// k); the regions crop every axis, leave no edge at all, or are all edge.
+    #[test]
+    fn in_memory_decode_matches_file_voxels_for_every_block_shape() {
+        let (channels, nx, ny, nz) = (2, 37, 5, 23);
+        let identity = [
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        // Every voxel's value is a function of its index in the Fortran-ordered
+        // file, one-to-one, so a misplaced voxel cannot go unseen.
+        let file_index = |c: usize, i: usize, j: usize, k: usize| i + nx * (j + ny * (k + nz * c));
+        fn file_bytes<T: NiftiVoxel>(
+            shape: [usize; 4],
+            affine: &[[f64; 4]; 4],
+            scaling: Option<(f32, f32)>,
+            value: impl Fn(usize) -> T,
+        ) -> Vec<u8> {
+            let mut bytes = header_bytes::<T>(shape, affine, false).unwrap();
+            if let Some((slope, inter)) = scaling {
+                bytes[112..116].copy_from_slice(&slope.to_le_bytes());
+                bytes[116..120].copy_from_slice(&inter.to_le_bytes());
+            }
+            let offset = bytes.len();
+            let count: usize = shape.iter().product();
+            bytes.resize(offset + count * T::SIZE, 0);
+            for index in 0..count {
+                let at = offset + index * T::SIZE;
+                value(index).write_le(&mut bytes[at..at + T::SIZE]);
+            }
+            bytes
+        }
+        let shape = [channels, nx, ny, nz];
+        /// The decoded value of the voxel with a given file index.
+        type Decoded = fn(usize) -> f64;
+        let files: [(&str, Vec<u8>, Decoded); 4] = [
+            (
+                "float32",
+                file_bytes(shape, &identity, None, |n| n as f32 / 4.0),
+                |n| n as f64 / 4.0,
+            ),
+            (
+                "int32",
+                file_bytes(shape, &identity, None, |n| n as i32 - 9),
+                |n| n as f64 - 9.0,
+            ),
+            (
+                "scaled float32",
+                file_bytes(shape, &identity, Some((2.0, -3.0)), |n| n as f32 / 4.0),
+                |n| n as f64 / 4.0 * 2.0 - 3.0,
+            ),
+            (
+                "scaled int16",
+                file_bytes(shape, &identity, Some((0.5, 1.0)), |n| n as i16),
+                |n| n as f64 * 0.5 + 1.0,
+            ),
+        ];
+        let regions = [
+            [(0, nx), (0, ny), (0, nz)],
+            [(3, 37), (1, 4), (2, 21)],
+            [(5, 37), (0, ny), (1, 21)],
+            [(2, 9), (4, 5), (3, 5)],
+            [(20, 37), (2, 3), (22, 23)],
+        ];
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for (name, bytes, expected) in &files {
+                let header = parse_header(bytes).unwrap();
+                for region in regions {
+                    let data = pool
+                        .install(|| decode(&header, bytes, Some(region)))
+                        .unwrap();
+                    let [(i0, i1), (j0, j1), (k0, k1)] = region;
+                    let actual: Array4<f64> = match data {
+                        VolumeData::F32(a) => a.mapv(f64::from),
+                        VolumeData::I32(a) => a.mapv(f64::from),
+                        other => unreachable!("{name} decoded as {:?}", other.shape()),
+                    };
+                    assert_eq!(actual.dim(), (channels, i1 - i0, j1 - j0, k1 - k0));
+                    for ((c, i, j, k), &value) in actual.indexed_iter() {
+                        let n = file_index(c, i0 + i, j0 + j, k0 + k);
+                        assert_eq!(
+                            value,
+                            expected(n),
+                            "{name}, {threads} thread(s), region {region:?}, at {:?}",
+                            (c, i, j, k)
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
