@@ -1025,7 +1025,7 @@ fn transpose_tile_raw32<O>(
                 // TILE_I` (unaligned loads accept any address). `dst` was cut to hold
                 // element `(TILE_I - 1) * stride + TILE_K - 1`; each store writes the
                 // 16 bytes of elements `to..to + 4` with `iq + b < TILE_I` and `kq + 4
-                // <= TILE_K`, and any bit pattern is a valid `O` (f32, i32 or u32).
+                // <= TILE_K`, and any bit pattern is a valid `O` (f32 or i32).
                 unsafe {
                     // Rows a = k, lanes b = i in; rows b = i, lanes a = k out.
                     let rows = transpose_4x4_epi32(std::array::from_fn(|a| {
@@ -1045,7 +1045,7 @@ fn transpose_tile_raw32<O>(
         for (ii, raw) in run.chunks_exact(4).enumerate() {
             let slot = &mut dst[ii * stride + kk];
             let bytes = [raw[0], raw[1], raw[2], raw[3]];
-            // SAFETY: `O` is 4 bytes of plain data (f32, i32 or u32: the only raw
+            // SAFETY: `O` is 4 bytes of plain data (f32 or i32: the only raw
             // 4-byte voxel types), for which every bit pattern is valid.
             unsafe { slot.as_mut_ptr().cast::<[u8; 4]>().write_unaligned(bytes) };
         }
