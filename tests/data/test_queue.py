@@ -209,3 +209,25 @@ class _Whole(tio.SubjectsDataset):
 
     def __getitem__(self, index: int) -> tio.Subject:
         return super().__getitem__(index)
+
+
+def _record_frozen_objects(subject):
+    """A transform that records how many objects the garbage collector ignores here."""
+    import gc
+
+    subject["frozen"] = gc.get_freeze_count()
+    return subject
+
+
+def test_workers_keep_the_collector_off_inherited_objects() -> None:
+    # A collection in a forked worker would write to (so copy) every object
+    # it inherited from the main process.
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    queue = tio.Queue(
+        _dataset(n=2, transform=_record_frozen_objects), 4, 2, tio.UniformSampler(3), num_workers=1
+    )
+    frozen = [p["frozen"] for p in _drain(queue)]
+    assert min(frozen) > 1000
+    assert gc.get_freeze_count() == 0  # the main process is left alone
