@@ -14,6 +14,7 @@ import argparse
 import importlib
 import os
 import platform
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from benches import data, memory  # noqa: E402
+from benches import data  # noqa: E402
 from benches.harness import Result, run_case, to_markdown  # noqa: E402
 
 #: Case modules, in report order; each later issue adds its own.
@@ -116,12 +117,22 @@ def main() -> None:
         "",
     ]
     report = "\n".join(header) + to_markdown(results) + "\n" + _summary(results, targets)
-    if "patches" in arguments.modules and arguments.filter.lower() in "queue memory":
-        for volume in volumes:
-            if not volume.name.startswith("phantom"):
-                queue_memory = memory.measure_queue(volume)
-                print(queue_memory.to_markdown(), flush=True)
-                report += "\n" + queue_memory.to_markdown()
+    with_mni152 = any(not volume.name.startswith("phantom") for volume in volumes)
+    if (
+        with_mni152
+        and "patches" in arguments.modules
+        and arguments.filter.lower() in "queue memory"
+    ):
+        # A fresh process: see benches/memory.py for why.
+        section = subprocess.run(
+            [sys.executable, "-m", "benches.memory"],
+            cwd=Path(__file__).resolve().parent.parent,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        print(section, flush=True)
+        report += "\n" + section
     arguments.output.write_text(report)
     print(f"wrote {arguments.output}")
 
