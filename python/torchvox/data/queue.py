@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator, Sequence, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from itertools import islice
 from typing import Any
 
@@ -75,11 +75,11 @@ class _EpochPatches(Dataset):
     def sample(self, subject: Subject) -> list[Subject]:
         """The subject's ``num_samples`` patches (its attribute, or ``samples_per_volume``)."""
         num_samples = _num_samples(subject, self.samples_per_volume)
-        if self.arena is None or get_worker_info() is None:
-            return list(islice(self.sampler(subject, num_samples), num_samples))
-        with patch_memory(self.arena.allocate):
+        arena = self.arena if get_worker_info() is not None else None
+        with patch_memory(arena.allocate) if arena is not None else nullcontext():
             patches = list(islice(self.sampler(subject, num_samples), num_samples))
-        self.arena.detach(patches)
+        if arena is not None:
+            arena.detach(patches)
         return patches
 
 
