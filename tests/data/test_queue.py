@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import Counter
 from pathlib import Path
 
@@ -106,23 +105,12 @@ def test_same_patches_for_any_number_of_workers() -> None:
 
 
 @pytest.mark.parametrize("method", ["spawn", "fork"])
-def test_works_with_spawn_and_fork(method) -> None:
-    if method not in multiprocessing.get_all_start_methods():
-        pytest.skip(f"{method} not available")
+def test_works_with_spawn_and_fork(method, start_method) -> None:
     torch.manual_seed(1)
     queue = tio.Queue(_dataset(n=3), 4, 2, tio.UniformSampler(3), num_workers=1)
-    original = torch.utils.data.DataLoader.__init__
-
-    def init(self, *args, **kwargs):
-        kwargs.setdefault("multiprocessing_context", method)
-        original(self, *args, **kwargs)
-
-    torch.utils.data.DataLoader.__init__ = init  # type: ignore[method-assign]
-    try:
-        queue._initialize_subjects_iterable()
-        patches = _drain(queue)
-    finally:
-        torch.utils.data.DataLoader.__init__ = original  # type: ignore[method-assign]
+    start_method(method)
+    queue._initialize_subjects_iterable()
+    patches = _drain(queue)
     assert Counter(p["index"] for p in patches) == {0: 2, 1: 2, 2: 2}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import pickle
 
 import numpy as np
@@ -81,24 +80,13 @@ def test_references_round_trip_views_at_any_offset(monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_worker_patches_arrive_in_the_arena_with_their_values(method) -> None:
-    if method not in multiprocessing.get_all_start_methods():
-        pytest.skip(f"{method} not available")
+def test_worker_patches_arrive_in_the_arena_with_their_values(method, start_method) -> None:
     dataset = _dataset(shape=(1, 12, 11, 10))
     dataset.set_transform(None)
     queue = tio.Queue(dataset, 8, 4, tio.UniformSampler((5, 4, 3)), num_workers=2)
-    original = torch.utils.data.DataLoader.__init__
-
-    def init(self, *args, **kwargs):
-        kwargs.setdefault("multiprocessing_context", method)
-        original(self, *args, **kwargs)
-
-    torch.utils.data.DataLoader.__init__ = init  # type: ignore[method-assign]
-    try:
-        queue._initialize_subjects_iterable()
-        patches = [queue[i] for i in range(len(queue))]
-    finally:
-        torch.utils.data.DataLoader.__init__ = original  # type: ignore[method-assign]
+    start_method(method)
+    queue._initialize_subjects_iterable()
+    patches = [queue[i] for i in range(len(queue))]
     arena = queue._arena
     assert arena is not None
     for patch in patches:
