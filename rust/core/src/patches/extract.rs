@@ -62,18 +62,12 @@ fn fill_planes<T: Voxel>(
             ]);
             for (row_out, row_in) in plane.chunks_mut(size[2]).zip(source.rows()) {
                 match row_in.as_slice() {
-                    Some(inp) => row_out
-                        .iter_mut()
-                        .zip(inp)
-                        .for_each(|(o, &v)| {
-                            o.write(v);
-                        }),
-                    None => row_out
-                        .iter_mut()
-                        .zip(row_in.iter())
-                        .for_each(|(o, &v)| {
-                            o.write(v);
-                        }),
+                    Some(inp) => row_out.iter_mut().zip(inp).for_each(|(o, &v)| {
+                        o.write(v);
+                    }),
+                    None => row_out.iter_mut().zip(row_in.iter()).for_each(|(o, &v)| {
+                        o.write(v);
+                    }),
                 }
             }
         });
