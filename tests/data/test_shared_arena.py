@@ -73,10 +73,10 @@ def test_references_round_trip_views_at_any_offset(monkeypatch) -> None:
     for name, n in (("one", 1), ("two", 2)):
         assert _in_arena(received[name].data, arena)
         assert torch.equal(received[name].data, torch.from_numpy(batch[n].copy()))
-    assert arena.resident_bytes == BLOCK_BYTES  # 3 x 120 float32 take one block
+    assert arena.allocated_bytes == BLOCK_BYTES  # 3 x 120 float32 take one block
     del received
     gc.collect()
-    assert arena.resident_bytes == 0
+    assert arena.allocated_bytes == 0
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
@@ -122,13 +122,13 @@ def test_blocks_are_freed_when_the_patches_are_dropped() -> None:
     for _ in range(3):
         for i in range(len(queue)):
             queue[i]
-            most = max(most, arena.resident_bytes // BLOCK_BYTES)
+            most = max(most, arena.allocated_bytes // BLOCK_BYTES)
     # The queued patches plus those of the results in flight (two subjects
     # per worker), never every patch of an epoch.
     in_flight = 2 * 2 * samples
     assert 0 < most <= (max_length + in_flight) * blocks_per_patch
     # Every patch was dropped at once (no reference cycle keeps one alive).
-    assert arena.resident_bytes == 0
+    assert arena.allocated_bytes == 0
 
 
 def test_a_full_partition_falls_back_to_ordinary_memory(monkeypatch) -> None:

@@ -144,7 +144,7 @@ class SharedArena:
             return None
         dtype = np.dtype(dtype)
         count = math.prod(shape)
-        num_blocks = max(1, math.ceil(count * dtype.itemsize / BLOCK_BYTES))
+        num_blocks = max(1, -(-count * dtype.itemsize // BLOCK_BYTES))
         low = info.id * self._blocks_per_partition
         partition = self._states[low : low + self._blocks_per_partition]
         start = _first_free_run(partition, num_blocks)
@@ -244,7 +244,7 @@ class SharedArena:
             self._states[first : first + num_blocks] = _USED
 
     @property
-    def resident_bytes(self) -> int:
+    def allocated_bytes(self) -> int:
         """Bytes of the blocks currently allocated (an upper bound of what they hold)."""
         return int(np.count_nonzero(self._states)) * BLOCK_BYTES
 
