@@ -41,23 +41,26 @@ GROWTH_LIMIT = 0.10
 QUEUE_MEMORY_LIMIT = 1.2
 
 
-def _proportional_kib(pid: int) -> int:
-    """PSS of process ``pid`` in KiB (0 if it has exited)."""
+def _kib_field(path: str, field: str) -> int:
+    """The ``field:`` line of a /proc file in KiB (0 if the process has exited)."""
     try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        text = Path(path).read_text()
     except OSError:
         return 0
     for line in text.splitlines():
-        if line.startswith("Pss:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+def _proportional_kib(pid: int) -> int:
+    """PSS of process ``pid`` in KiB."""
+    return _kib_field(f"/proc/{pid}/smaps_rollup", "Pss")
 
 
 def _resident_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    """RSS of process ``pid`` in KiB."""
+    return _kib_field(f"/proc/{pid}/status", "VmRSS")
 
 
 def _children(pid: int) -> list[int]:
