@@ -2,180 +2,27 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator, Sequence, Sized
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
-from itertools import islice
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..constants import NUM_SAMPLES
 from ..utils import format_bytes
 from ._shared_arena import SharedArena
+from ._subject_patches import (
+    LoadAhead,
+    PatchWorkers,
+    SubjectPatches,
+    WorkerState,
+    num_samples,
+    splits_loading,
+)
 from .dataset import SubjectsDataset
-from .sampler.sampler import PatchSampler, patch_memory
+from .sampler.sampler import PatchSampler
 from .subject import Subject
 
 __all__ = ["Queue"]
-
-
-def _splits_loading(dataset: SubjectsDataset) -> bool:
-    """Whether ``dataset`` loads and transforms as :class:`SubjectsDataset` does
-    (a subclass that overrides ``__getitem__`` may do anything, so its items
-    are taken whole)."""
-    getitem = type(dataset).__getitem__
-    return isinstance(dataset, SubjectsDataset) and getitem is SubjectsDataset.__getitem__
-
-
-@contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Runs the block with torch's CPU generator seeded by ``seed``, then restores it."""
-    with torch.random.fork_rng(devices=[]):
-        # Only the CPU generator, which fork_rng restores: torch.manual_seed would
-        # also queue CUDA/XPU seeding (and record a stack trace) on every call.
-        torch.default_generator.manual_seed(seed)
-        yield
-
-
-class _EpochPatches(Dataset):
-    """The patches of each subject of one epoch, in order.
-
-    Subject ``position`` is loaded, transformed and sampled under its own torch
-    seed (drawn in the main process), so its patches (locations and
-    augmentations) are the same whichever worker, if any, produces them. A
-    worker with an arena crops the patches into it and returns them as
-    references (see :class:`~torchvox.data._shared_arena.SharedArena`).
-    """
-
-    def __init__(
-        self,
-        dataset: SubjectsDataset,
-        order: list[tuple[int, int]],
-        sampler: PatchSampler,
-        samples_per_volume: int,
-        arena: SharedArena | None = None,
-    ):
-        self.dataset = dataset
-        self.order = order
-        self.sampler = sampler
-        self.samples_per_volume = samples_per_volume
-        self.arena = arena
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    def __getitem__(self, position: int) -> list[Subject]:
-        index, seed = self.order[position]
-        with _seeded(seed):
-            return self.sample(self.dataset[index])
-
-    def sample(self, subject: Subject) -> list[Subject]:
-        """The subject's ``num_samples`` patches (its attribute, or ``samples_per_volume``)."""
-        num_samples = _num_samples(subject, self.samples_per_volume)
-        arena = self.arena if get_worker_info() is not None else None
-        with patch_memory(arena.allocate) if arena is not None else nullcontext():
-            patches = list(islice(self.sampler(subject, num_samples), num_samples))
-        if arena is not None:
-            arena.detach(patches)
-        return patches
-
-
-def _num_samples(subject: Subject, default: int) -> int:
-    return int(getattr(subject, NUM_SAMPLES, default))
-
-
-def _freeze_inherited_objects(worker_id: int) -> None:
-    """Keeps the garbage collector of a worker away from the objects it started with.
-
-    A forked worker shares the main process's memory until it writes to it,
-    and a collection writes to the header of every object it visits: the
-    first full collection in a worker would copy most of the main process's
-    Python heap (hundreds of MB next to torch), page by page. Those objects
-    outlive the worker's short life anyway; objects the worker creates are
-    collected as usual.
-    """
-    gc.freeze()
-
-
-def _first_item(batch: list[list[Subject]]) -> list[Subject]:
-    return batch[0]
-
-
-class _Attached(Iterator[list[Subject]]):
-    """The patch lists of a loader over :class:`_EpochPatches`, their arena
-    references replaced by tensors.
-
-    An iterator class rather than a generator: a suspended generator would
-    keep the last list it yielded, so the patches of one more subject, alive.
-    """
-
-    def __init__(self, loader: Iterator[list[Subject]], arena: SharedArena | None):
-        self._loader = loader
-        self._arena = arena
-
-    def __next__(self) -> list[Subject]:
-        patches = next(self._loader)
-        if self._arena is not None:
-            self._arena.attach(patches)
-        return patches
-
-    def close(self) -> None:
-        """Stops the loader's workers and waits for them to exit."""
-        # A DataLoader iterator's only way to stop its workers (its __del__
-        # calls it too, but only once nothing refers to the iterator).
-        shutdown = getattr(self._loader, "_shutdown_workers", None)
-        if shutdown is not None:
-            shutdown()
-
-
-class _LoadAhead(Iterator[list[Subject]]):
-    """The patch lists of :class:`_EpochPatches`, each subject read while the
-    one before is being transformed and sampled.
-
-    Reading a compressed volume is mostly single-threaded decompression, during
-    which the transforms' threads would otherwise wait. A helper thread reads
-    subject ``n + 1`` (no random numbers are drawn there); the calling thread
-    transforms and samples subject ``n`` under its seed, exactly as
-    :meth:`_EpochPatches.__getitem__` does, so the patches are the same. An
-    error while reading is raised when that subject is asked for.
-    """
-
-    def __init__(self, epoch: _EpochPatches):
-        # A DataLoader iterator draws its base seed from torch's generator,
-        # whatever its number of workers: draw it too, so that the patches
-        # and later random numbers stay those of the DataLoader path.
-        torch.empty((), dtype=torch.int64).random_()
-        self._epoch = epoch
-        self._position = 0
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchvox-read")
-        self._next: Future[Subject] | None = self._read(0)
-
-    def _read(self, position: int) -> Future[Subject] | None:
-        if position >= len(self._epoch):
-            self._reader.shutdown(wait=False)
-            return None
-        index, _ = self._epoch.order[position]
-        return self._reader.submit(self._epoch.dataset.load_subject, index)
-
-    def __next__(self) -> list[Subject]:
-        if self._next is None:
-            raise StopIteration
-        current, position = self._next, self._position
-        self._position += 1
-        self._next = self._read(self._position)
-        subject = current.result()
-        _, seed = self._epoch.order[position]
-        with _seeded(seed):
-            return self._epoch.sample(self._epoch.dataset.transform_subject(subject))
-
-    def __del__(self) -> None:
-        # Also reached when __init__ failed before the reader existed.
-        reader = getattr(self, "_reader", None)
-        if reader is not None:
-            reader.shutdown(wait=False, cancel_futures=True)
 
 
 class Queue(Dataset):
@@ -197,6 +44,16 @@ class Queue(Dataset):
       process (on Linux), so that only patches, not whole volumes, cross
       between processes, and without a copy. That memory is reused from one
       subject to the next and released with the queue.
+    - Workers are kept from one epoch to the next (as a DataLoader's
+      ``persistent_workers``) while the dataset (its subjects and transform)
+      and the sampler are unchanged, so the patches are still those that new
+      workers would produce. Both are compared every epoch through their
+      pickled state: a change made to them, such as
+      :meth:`~torchvox.SubjectsDataset.set_transform`, starts new workers.
+      Tensors are compared by identity and in-place version, large NumPy
+      arrays by identity only; state the workers cannot see that way (a
+      global variable read by a function, the contents of a large NumPy array
+      changed in place) reaches them only with ``persistent_workers=False``.
 
     Args:
         subjects_dataset: The subjects, with their transform.
@@ -210,6 +67,9 @@ class Queue(Dataset):
         shuffle_patches: Shuffle the patches after each fill.
         start_background: Start loading subjects at construction.
         verbose: Print queue events.
+        persistent_workers: Keep the workers from one epoch to the next while
+            what they copied is unchanged (see above). ``False`` starts new
+            workers every epoch, as TorchIO does.
 
     Raises:
         ValueError: For ``shuffle_subjects`` with a ``subject_sampler``, non-positive
@@ -229,6 +89,7 @@ class Queue(Dataset):
         shuffle_patches: bool = True,
         start_background: bool = True,
         verbose: bool = False,
+        persistent_workers: bool = True,
     ):
         for name, value in (("max_length", max_length), ("samples_per_volume", samples_per_volume)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -251,11 +112,13 @@ class Queue(Dataset):
         self.subject_sampler = subject_sampler
         self.num_workers = num_workers
         self.verbose = verbose
+        self.persistent_workers = persistent_workers
         self._subjects_iterable: Iterator[list[Subject]] | None = None
         # Patches of the last subject that did not fit in the queue.
         self._leftover_patches: list[Subject] = []
         self._num_sampled_subjects = 0
         self._arena: SharedArena | None = None
+        self._workers: PatchWorkers | None = None
         if self.shuffle_subjects and self.subject_sampler is not None:
             raise ValueError(
                 "The flag shuffle_subjects cannot be set when a subject sampler is passed"
@@ -290,21 +153,19 @@ class Queue(Dataset):
             print(*args)
 
     def _initialize_subjects_iterable(self) -> None:
-        self._stop_loading()
+        self._subjects_iterable = None
         self._subjects_iterable = self._get_subjects_iterable()
 
-    def _stop_loading(self) -> None:
-        """Stops the workers of the current loader, if any, dropping their results.
+    def _stop_workers(self) -> None:
+        """Stops the workers, if any, dropping the results still in flight.
 
         Two generations of workers must never run at once: they would
         allocate from the same arena partitions. Once the workers have
         exited, the blocks that only their lost results held are freed.
         """
-        previous, self._subjects_iterable = self._subjects_iterable, None
-        if isinstance(previous, _Attached):
-            previous.close()
-        if self._arena is not None:
-            self._arena.reclaim()
+        workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.close()
 
     @property
     def subjects_iterable(self) -> Iterator[list[Subject]]:
@@ -345,7 +206,7 @@ class Queue(Dataset):
         return sum(self._get_subject_num_samples(subject) for subject in subjects)
 
     def _get_subject_num_samples(self, subject: Subject) -> int:
-        return _num_samples(subject, self.samples_per_volume)
+        return num_samples(subject, self.samples_per_volume)
 
     def _fill(self) -> None:
         # The patches that did not fit last time come first, as in TorchIO.
@@ -396,28 +257,33 @@ class Queue(Dataset):
         return list(range(len(self.subjects_dataset)))
 
     def _get_subjects_iterable(self) -> Iterator[list[Subject]]:
-        self._print(f"\nCreating subjects loader with {self.num_workers} workers")
         order = self._epoch_order()
         seeds = torch.randint(0, 2**62, (len(order),)).tolist()
+        tasks = list(zip(order, seeds, strict=True))
         self._num_sampled_subjects = 0
-        epoch = _EpochPatches(
-            self.subjects_dataset,
-            list(zip(order, seeds, strict=True)),
-            self.sampler,
-            self.samples_per_volume,
-            self._shared_arena(),
-        )
-        if self.num_workers == 0 and _splits_loading(self.subjects_dataset):
-            return _LoadAhead(epoch)
-        loader = DataLoader(
-            epoch,
-            num_workers=self.num_workers,
-            batch_size=1,
-            collate_fn=_first_item,
-            shuffle=False,
-            worker_init_fn=_freeze_inherited_objects,
-        )
-        return _Attached(iter(loader), epoch.arena)
+        if self.num_workers == 0:
+            self._stop_workers()
+            patches = SubjectPatches(self.subjects_dataset, self.sampler, self.samples_per_volume)
+            if splits_loading(self.subjects_dataset):
+                return LoadAhead(patches, tasks)
+            loader = DataLoader(
+                patches, batch_size=1, sampler=tasks, collate_fn=self._get_first_item
+            )
+            return iter(loader)
+        state = None
+        if self.persistent_workers:
+            state = WorkerState(self.subjects_dataset, self.sampler, self.samples_per_volume)
+        if self._workers is None or not self._workers.can_serve(state, self.num_workers):
+            self._stop_workers()
+            self._print(f"\nCreating subjects loader with {self.num_workers} workers")
+            patches = SubjectPatches(
+                self.subjects_dataset,
+                self.sampler,
+                self.samples_per_volume,
+                self._shared_arena(),
+            )
+            self._workers = PatchWorkers(patches, self.num_workers, state)
+        return self._workers.epoch(tasks)
 
     def _shared_arena(self) -> SharedArena | None:
         """The memory the workers crop patches into (created once), if there are workers."""

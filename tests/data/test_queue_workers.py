@@ -1,0 +1,137 @@
+"""Queue workers kept from one epoch to the next, and what makes the queue start new ones."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+import torchvox as tio
+from torchvox.data._subject_patches import WorkerState
+
+
+def _record_pid(subject):
+    """A transform that records which process transformed the subject."""
+    subject["pid"] = os.getpid()
+    return subject
+
+
+class _Add:
+    """A picklable transform adding ``value`` to the T1 image."""
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def __call__(self, subject):
+        subject["t1"].set_data(subject["t1"].data + self.value)
+        subject["pid"] = os.getpid()
+        return subject
+
+
+def _dataset(transform, n: int = 3, shape=(10, 9, 8)) -> tio.SubjectsDataset:
+    subjects = [
+        tio.Subject(t1=tio.ScalarImage(tensor=torch.full((1, *shape), float(i))), index=i)
+        for i in range(n)
+    ]
+    return tio.SubjectsDataset(subjects, transform=transform)
+
+
+def _queue(dataset, **kwargs) -> tio.Queue:
+    return tio.Queue(dataset, 4, 2, tio.UniformSampler(3), num_workers=2, **kwargs)
+
+
+def _epoch(queue):
+    return [queue[i] for i in range(len(queue))]
+
+
+def _pids(patches) -> set[int]:
+    return {int(p["pid"]) for p in patches}
+
+
+def _offsets(patches) -> set[float]:
+    """The value each patch's voxels exceed its subject's index by."""
+    return {float((p["t1"].data - p["index"]).unique().item()) for p in patches}
+
+
+def test_workers_are_kept_while_nothing_changes() -> None:
+    queue = _queue(_dataset(_record_pid))
+    epochs = [_pids(_epoch(queue)) for _ in range(3)]
+    assert os.getpid() not in epochs[0]
+    assert epochs[1] <= epochs[0] and epochs[2] <= epochs[0]
+
+
+def test_without_persistent_workers_every_epoch_has_new_workers() -> None:
+    queue = _queue(_dataset(_record_pid), persistent_workers=False)
+    first, second = _pids(_epoch(queue)), _pids(_epoch(queue))
+    assert first.isdisjoint(second)
+
+
+def test_a_new_transform_reaches_the_workers() -> None:
+    dataset = _dataset(_Add(1.0))
+    queue = _queue(dataset)
+    assert _offsets(_epoch(queue)) == {1.0}
+    dataset.set_transform(_Add(5.0))
+    assert _offsets(_epoch(queue)) == {5.0}
+
+
+def test_a_transform_changed_in_place_reaches_the_workers() -> None:
+    transform = _Add(1.0)
+    queue = _queue(_dataset(transform))
+    first = _epoch(queue)
+    transform.value = 7.0
+    second = _epoch(queue)
+    assert _offsets(first) == {1.0} and _offsets(second) == {7.0}
+    assert _pids(first).isdisjoint(_pids(second))
+
+
+def test_subject_data_changed_in_place_reaches_the_workers() -> None:
+    # Small tensors are compared by value, large ones by their in-place version.
+    for shape in [(10, 9, 8), (40, 40, 40)]:
+        dataset = _dataset(_Add(0.0), shape=shape)
+        queue = _queue(dataset)
+        assert _offsets(_epoch(queue)) == {0.0}
+        for subject in dataset.dry_iter():
+            subject["t1"].data.add_(3)
+        assert _offsets(_epoch(queue)) == {3.0}, shape
+
+
+def test_a_new_subject_reaches_the_workers() -> None:
+    dataset = _dataset(_record_pid)
+    queue = _queue(dataset)
+    assert {p["index"] for p in _epoch(queue)} == {0, 1, 2}
+    subject = tio.Subject(t1=tio.ScalarImage(tensor=torch.full((1, 10, 9, 8), 3.0)), index=3)
+    dataset.dry_iter().append(subject)
+    assert {p["index"] for p in _epoch(queue)} == {0, 1, 2, 3}
+
+
+def test_an_unpicklable_transform_gets_new_workers_every_epoch() -> None:
+    offset = [1.0]
+
+    def add_offset(subject):  # a closure: cannot be pickled
+        subject["t1"].set_data(subject["t1"].data + offset[0])
+        subject["pid"] = os.getpid()
+        return subject
+
+    queue = _queue(_dataset(add_offset))
+    first = _epoch(queue)
+    offset[0] = 2.0
+    second = _epoch(queue)
+    assert _offsets(first) == {1.0} and _offsets(second) == {2.0}
+    assert _pids(first).isdisjoint(_pids(second))
+
+
+def test_worker_state_compares_what_workers_copy() -> None:
+    transform = _Add(1.0)
+    dataset = _dataset(transform, shape=(40, 40, 40))
+    sampler = tio.UniformSampler(3)
+    state = WorkerState(dataset, sampler)
+    assert state.same_as(WorkerState(dataset, sampler))
+    assert not state.same_as(WorkerState(dataset, tio.UniformSampler(4)))
+    transform.value = 2.0
+    assert not state.same_as(WorkerState(dataset, sampler))
+    transform.value = 1.0
+    assert state.same_as(WorkerState(dataset, sampler))
+    dataset.dry_iter()[0]["t1"].data.mul_(1)  # same values, but written in place
+    assert not state.same_as(WorkerState(dataset, sampler))
+    unknown = WorkerState(lambda subject: subject)
+    assert unknown.digest is None and not unknown.same_as(unknown)
