@@ -135,3 +135,27 @@ def test_worker_state_compares_what_workers_copy() -> None:
     assert not state.same_as(WorkerState(dataset, sampler))
     unknown = WorkerState(lambda subject: subject)
     assert unknown.digest is None and not unknown.same_as(unknown)
+
+
+def test_small_tensors_of_patches_travel_by_value() -> None:
+    # A tensor pickled for another process travels through a shared-memory
+    # file of its own (torch's reduction): ~1 ms of the main process per patch.
+    from multiprocessing.reduction import ForkingPickler
+
+    from torchvox.data._subject_patches import _pack_small_tensors, _unpack_small_tensors
+
+    subject = tio.Subject(t1=tio.ScalarImage(tensor=torch.rand(1, 8, 8, 8)), extra=torch.arange(3))
+    patches = list(tio.UniformSampler(4)(subject, 2))
+    locations = [p["location"].clone() for p in patches]
+    assert b"rebuild_storage_fd" in bytes(ForkingPickler.dumps(patches[0]["location"]))
+    _pack_small_tensors(patches)
+    for patch in patches:
+        for small in (patch["location"], patch.location, patch["extra"]):
+            assert b"rebuild_storage_fd" not in bytes(ForkingPickler.dumps(small))
+    received = ForkingPickler.loads(ForkingPickler.dumps(patches))
+    _unpack_small_tensors(received)
+    for patch, location in zip(received, locations, strict=True):
+        assert torch.equal(patch["location"], location)
+        assert patch.location is patch["location"]
+        assert torch.equal(patch["extra"], torch.arange(3))
+        assert patch["t1"].data.shape == (1, 4, 4, 4)
