@@ -19,6 +19,8 @@ TARGETS: dict[str, dict[str, float]] = {
     "GridSampler + GridAggregator hann": {"torchio": 3.0},
     "Queue num_workers=0": {"torchio": 8.0},
     "Queue num_workers=2": {"torchio": 8.0},
+    "Queue LabelSampler num_workers=0": {"torchio": 8.0},
+    "Queue LabelSampler num_workers=2": {"torchio": 8.0},
 }
 
 PATCH = 96
@@ -114,24 +116,38 @@ def _grid(volume: Volume, mode: str) -> Case:
     )
 
 
-def _queue(volume: Volume, num_workers: int) -> Case:
+def _queue(volume: Volume, num_workers: int, label_sampler: bool = False) -> Case:
+    """The issue's Queue pipeline: 8 subjects read from .nii.gz, augmented, sampled.
+
+    With ``label_sampler``, each subject also has the tissue label map, and the
+    patches are centred on tissue voxels (the LabelSampler's default: any
+    non-zero label).
+    """
     import torchio
 
     import torchvox
 
     def runner(library):
-        subjects = [
-            library.Subject(t1=library.ScalarImage(volume.t1_nii_gz)) for _ in range(NUM_SUBJECTS)
-        ]
+        def subject():
+            images = {"t1": library.ScalarImage(volume.t1_nii_gz)}
+            if label_sampler:
+                images["tissues"] = library.LabelMap(volume.labels_nii_gz)
+            return library.Subject(**images)
+
+        subjects = [subject() for _ in range(NUM_SUBJECTS)]
         transform = library.Compose([library.RandomAffine(), library.RandomNoise()])
         dataset = library.SubjectsDataset(subjects, transform=transform)
+        if label_sampler:
+            sampler = library.LabelSampler(PATCH, "tissues")
+        else:
+            sampler = library.UniformSampler(PATCH)
 
         def run():
             queue = library.Queue(
                 dataset,
                 max_length=40,
                 samples_per_volume=SAMPLES_PER_VOLUME,
-                sampler=library.UniformSampler(PATCH),
+                sampler=sampler,
                 num_workers=num_workers,
             )
             loader = library.SubjectsLoader(queue, batch_size=4, num_workers=0)
@@ -141,14 +157,16 @@ def _queue(volume: Volume, num_workers: int) -> Case:
 
         return run
 
+    kind = "LabelSampler" if label_sampler else "UniformSampler"
+    images = "T1 + tissues" if label_sampler else "T1"
     return Case(
-        f"Queue num_workers={num_workers}",
+        f"Queue {'LabelSampler ' if label_sampler else ''}num_workers={num_workers}",
         volume.name,
         {"torchio": runner(torchio), "torchvox": runner(torchvox)},
         repeats=1,
         items=NUM_SUBJECTS * SAMPLES_PER_VOLUME * EPOCHS,
-        note="ms per patch; 8 subjects (.nii.gz), RandomAffine + RandomNoise, "
-        "UniformSampler(96), 10 per volume, max_length 40, 2 epochs",
+        note=f"ms per patch; 8 subjects ({images}, .nii.gz), RandomAffine + RandomNoise, "
+        f"{kind}(96), 10 per volume, max_length 40, 2 epochs",
     )
 
 
@@ -160,4 +178,5 @@ def cases(volume: Volume) -> list[Case]:
         _label_sampler(volume),
         *(_grid(volume, mode) for mode in ("crop", "average", "hann")),
         *(_queue(volume, workers) for workers in (0, 2)),
+        *(_queue(volume, workers, label_sampler=True) for workers in (0, 2)),
     ]
