@@ -253,7 +253,8 @@ class PatchWorkers:
             num_workers=num_workers,
             collate_fn=_first_item,
             worker_init_fn=_freeze_inherited_objects,
-            persistent_workers=True,
+            # Workers not to be kept exit at the end of their epoch, as usual.
+            persistent_workers=state is not None,
         )
         self.arena = patches.arena
         self.num_workers = num_workers
@@ -282,7 +283,7 @@ class PatchWorkers:
         """Starts producing the patch lists of ``tasks`` (an epoch's subjects and
         their seeds), in order."""
         self._tasks.tasks = tasks
-        if self._iterator is not None:
+        if self._iterator is not None and self._loader.persistent_workers:
             # A new loader's iterator draws a number from torch's generator; a
             # persistent one draws it only once. Draw it every epoch, so that
             # later random numbers do not depend on whether workers were kept.
