@@ -144,7 +144,11 @@ def test_small_tensors_of_patches_travel_by_value() -> None:
 
     from torchvox.data._subject_patches import _pack_small_tensors, _unpack_small_tensors
 
-    subject = tio.Subject(t1=tio.ScalarImage(tensor=torch.rand(1, 8, 8, 8)), extra=torch.arange(3))
+    subject = tio.Subject(
+        t1=tio.ScalarImage(tensor=torch.rand(1, 8, 8, 8)),
+        extra=torch.arange(3),
+        half=torch.ones(2, dtype=torch.bfloat16),  # NumPy has no such dtype
+    )
     patches = list(tio.UniformSampler(4)(subject, 2))
     locations = [p["location"].clone() for p in patches]
     assert b"rebuild_storage_fd" in bytes(ForkingPickler.dumps(patches[0]["location"]))
@@ -158,4 +162,5 @@ def test_small_tensors_of_patches_travel_by_value() -> None:
         assert torch.equal(patch["location"], location)
         assert patch.location is patch["location"]
         assert torch.equal(patch["extra"], torch.arange(3))
+        assert torch.equal(patch["half"], torch.ones(2, dtype=torch.bfloat16))
         assert patch["t1"].data.shape == (1, 4, 4, 4)

@@ -130,7 +130,10 @@ def _to_value(value: Any) -> _ByValue | None:
         and not value.requires_grad
         and value.nbytes <= SMALL_TENSOR_BYTES
     ):
-        return _ByValue(value.numpy())
+        try:
+            return _ByValue(value.numpy())
+        except TypeError:  # no NumPy dtype (bfloat16...): torch's way, then
+            return None
     return None
 
 
