@@ -165,7 +165,9 @@ def _queue(volume: Volume, num_workers: int, label_sampler: bool = False) -> Cas
         f"Queue {'LabelSampler ' if label_sampler else ''}num_workers={num_workers}",
         volume.name,
         {"torchio": runner(torchio), "torchvox": runner(torchvox)},
-        repeats=1,
+        # Seconds per run: a median of 3 rather than a single sample, so that
+        # a burst of noise on a shared machine decides neither library's figure.
+        repeats=3,
         items=NUM_SUBJECTS * SAMPLES_PER_VOLUME * EPOCHS,
         note=f"ms per patch; 8 subjects ({images}, .nii.gz), RandomAffine + RandomNoise, "
         f"{kind}(96), 10 per volume, max_length 40, 2 epochs",
