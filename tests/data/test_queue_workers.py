@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 
 import torchvox as tio
@@ -164,3 +165,17 @@ def test_small_tensors_of_patches_travel_by_value() -> None:
         assert torch.equal(patch["extra"], torch.arange(3))
         assert torch.equal(patch["half"], torch.ones(2, dtype=torch.bfloat16))
         assert patch["t1"].data.shape == (1, 4, 4, 4)
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_kept_workers_under_other_start_methods(method, start_method) -> None:
+    start_method(method)
+    dataset = _dataset(_Add(1.0))
+    queue = _queue(dataset, start_background=False)
+    first, second = _epoch(queue), _epoch(queue)
+    assert _offsets(first) == _offsets(second) == {1.0}
+    assert _pids(second) <= _pids(first)
+    dataset.set_transform(_Add(4.0))
+    third = _epoch(queue)
+    assert _offsets(third) == {4.0}
+    assert _pids(third).isdisjoint(_pids(first))
