@@ -269,10 +269,10 @@ class PatchWorkers:
         """Whether the workers can produce the next epoch as new workers would.
 
         Only if their copies of the data are still right (``state``, the
-        current one, is that of their start), there are as many as asked for, and the last
-        epoch was read to its end (the loader would otherwise drop the
-        results still in flight, whose arena blocks only new workers may
-        reclaim).
+        current one, is that of their start), there are as many as asked
+        for, and the last epoch was read to its end (the loader would
+        otherwise drop the results still in flight, whose arena blocks only
+        new workers may reclaim).
         """
         return (
             self._epoch_finished
@@ -296,6 +296,11 @@ class PatchWorkers:
         return _Epoch(self)
 
     def next_patches(self) -> list[Subject]:
+        """The next subject's patches of the current epoch, as tensors of this process.
+
+        Raises:
+            StopIteration: At the end of the epoch.
+        """
         assert self._iterator is not None
         try:
             patches = next(self._iterator)
