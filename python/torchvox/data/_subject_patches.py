@@ -7,7 +7,7 @@ import gc
 import hashlib
 import io
 import pickle
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -110,7 +110,7 @@ class _ByValue:
     array: np.ndarray
 
 
-def _replace_items(subject: Subject, replace: Any) -> None:
+def _replace_items(subject: Subject, replace: Callable[[Any], Any]) -> None:
     """Replaces each item ``value`` of ``subject`` by ``replace(value)`` if not ``None``,
     in the items and in their mirror as attributes."""
     for key in list(dict.keys(subject)):
@@ -216,7 +216,8 @@ def _freeze_inherited_objects(worker_id: int) -> None:
     gc.freeze()
 
 
-def _first_item(batch: list[list[Subject]]) -> list[Subject]:
+def first_item(batch: list[Any]) -> Any:
+    """The only item of a batch of one (the collate function of the queue's loaders)."""
     return batch[0]
 
 
@@ -254,7 +255,7 @@ class PatchWorkers:
             batch_size=1,
             sampler=self._tasks,
             num_workers=num_workers,
-            collate_fn=_first_item,
+            collate_fn=first_item,
             worker_init_fn=_freeze_inherited_objects,
             # Workers not to be kept exit at the end of their epoch, as usual.
             persistent_workers=state is not None,

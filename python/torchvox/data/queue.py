@@ -15,6 +15,7 @@ from ._subject_patches import (
     PatchWorkers,
     SubjectPatches,
     WorkerState,
+    first_item,
     num_samples,
     splits_loading,
 )
@@ -245,9 +246,8 @@ class Queue(Dataset):
                 ) from exception
             raise
 
-    @staticmethod
-    def _get_first_item(batch: list[Subject]) -> Subject:
-        return batch[0]
+    # TorchIO's name for the collate function of the subjects loader.
+    _get_first_item = staticmethod(first_item)
 
     def _epoch_order(self) -> list[int]:
         if self.subject_sampler is not None:
@@ -266,9 +266,7 @@ class Queue(Dataset):
             patches = SubjectPatches(self.subjects_dataset, self.sampler, self.samples_per_volume)
             if splits_loading(self.subjects_dataset):
                 return LoadAhead(patches, tasks)
-            loader = DataLoader(
-                patches, batch_size=1, sampler=tasks, collate_fn=self._get_first_item
-            )
+            loader = DataLoader(patches, batch_size=1, sampler=tasks, collate_fn=first_item)
             return iter(loader)
         state = None
         if self.persistent_workers:
