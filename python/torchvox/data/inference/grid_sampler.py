@@ -79,7 +79,7 @@ class GridSampler(PatchSampler, Dataset):
         as they are instead of stacking copies. That tensor reuses the memory of
         an earlier batch once nothing refers to it any more.
         """
-        corners = [tuple(int(v) for v in self.locations[index][:3]) for index in indices]
+        corners = self.locations[np.asarray(indices, dtype=np.intp), :3]
         arrays = self._volume_arrays()
         buffers = {name: self._batch_buffer(array, len(indices)) for name, array in arrays.items()}
         return crop_subjects(self.subject, corners, self._patch_size_tuple(), arrays, buffers)

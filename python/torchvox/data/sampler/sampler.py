@@ -189,60 +189,93 @@ def _patch_image(image: Image, affine: np.ndarray, patch: torch.Tensor) -> Image
         new.path = list(new.path)
     # In the constructor's order whatever the order of the source (an image
     # loaded from its path wrote DATA and AFFINE last).
-    values = {**dict(image), DATA: patch, AFFINE: affine}
-    for key in _PLAIN_KEYS:
-        dict.__setitem__(new, key, values[key])
+    dict.update(
+        new,
+        {
+            DATA: patch,
+            AFFINE: affine,
+            PATH: dict.__getitem__(image, PATH),
+            STEM: dict.__getitem__(image, STEM),
+            TYPE: dict.__getitem__(image, TYPE),
+        },
+    )
     return new
+
+
+def _translated_affines(affine: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """``(N, 4, 4)`` copies of ``affine`` whose origins moved to voxels ``corners`` ``(N, 3)``.
+
+    A patch's first voxel sits where its corner voxel of the volume was.
+    """
+    affines = np.repeat(affine[np.newaxis].astype(np.float64, copy=False), len(corners), axis=0)
+    affines[:, :3, 3] = corners.astype(np.float64) @ affine[:3, :3].T + affine[:3, 3]
+    return affines
+
+
+#: Name and reproducing arguments of the ``Crop`` each patch's history gets
+#: (all but ``cropping``, the same for every patch), built on first use.
+_CROP_ENTRY: tuple[str, dict[str, object]] | None = None
+
+
+def _crop_history_entry() -> tuple[str, dict[str, object]]:
+    global _CROP_ENTRY
+    if _CROP_ENTRY is None:
+        from ...transforms.spatial.crop import Crop
+
+        template = Crop((0,) * 6)
+        _CROP_ENTRY = (template.name, template._get_reproducing_arguments())
+    return _CROP_ENTRY
 
 
 def _patch_subjects(
     subject: Subject,
-    starts: list[TypeTripletInt],
+    starts: Sequence[TypeTripletInt] | np.ndarray,
     size: TypeTripletInt,
     batches: dict[str, torch.Tensor] | dict[str, list[torch.Tensor]],
 ) -> list[Subject]:
     """The subjects of :func:`_patch_subject` for patches ``batches[name][n]`` at ``starts[n]``.
 
+    ``starts`` holds the ``N`` corners, as triplets or an ``(N, 3)`` integer array.
+
     A plain subject (a ``Subject`` of plain images) takes a fast path that
     builds the same items, history and attributes without re-validating each
-    patch; their locations are the rows of one ``(N, 6)`` tensor, which
+    patch, with the affines, croppings and locations of all patches computed
+    at once; the locations are the rows of one ``(N, 6)`` tensor, which
     :class:`~torchvox.SubjectsLoader` then batches without a copy.
     """
     images = subject.get_images_dict(intensity_only=False)
     if type(subject) is not Subject or not all(_is_plain_image(i) for i in images.values()):
         return [
             _patch_subject(
-                subject, start, size, {name: batch[n] for name, batch in batches.items()}
+                subject, _triplet(start), size, {name: batch[n] for name, batch in batches.items()}
             )
             for n, start in enumerate(starts)
         ]
-    from ...transforms.spatial.crop import Crop
-
-    template = Crop((0,) * 6)
-    arguments = template._get_reproducing_arguments()
-    corner_array = np.asarray(starts, dtype=np.int64).reshape(-1, 3)
-    locations = torch.from_numpy(np.hstack((corner_array, corner_array + np.asarray(size))))
-    shape = subject.spatial_shape
+    name, arguments = _crop_history_entry()
+    corners = np.asarray(starts, dtype=np.int64).reshape(-1, 3)
+    ends = corners + np.asarray(size, dtype=np.int64)
+    locations = torch.from_numpy(np.hstack((corners, ends))).unbind(0)
+    # (i0, i_after, j0, j_after, k0, k_after) of every patch, as Crop's bounds.
+    remainders = np.asarray(subject.spatial_shape, dtype=np.int64) - ends
+    croppings = np.stack((corners, remainders), axis=2).reshape(-1, 6).tolist()
+    affines = {key: _translated_affines(image.affine, corners) for key, image in images.items()}
     history = list(subject.applied_transforms)
+    items = list(subject.items())
+    # One call per image for the patches' views (indexing one by one costs more).
+    rows = {
+        key: batch.unbind(0) if isinstance(batch, torch.Tensor) else batch
+        for key, batch in batches.items()
+    }
     patches = []
-    for n, start in enumerate(starts):
+    for n, cropping in enumerate(croppings):
         patch = Subject.__new__(Subject)
-        for key, value in subject.items():
+        for key, value in items:
             if key in images:
-                # As in _crop_image: the patch's first voxel sits where `start` was.
-                affine = images[key].affine.copy()
-                origin = np.asarray(start, dtype=np.float64)
-                affine[:3, 3] = affine[:3, :3] @ origin + affine[:3, 3]
-                value = _patch_image(images[key], affine, batches[key][n])
+                value = _patch_image(images[key], affines[key][n], rows[key][n])
             else:
                 value = copy.deepcopy(value)
             dict.__setitem__(patch, key, value)
-        cropping = tuple(
-            int(v)
-            for axis in range(3)
-            for v in (start[axis], shape[axis] - start[axis] - size[axis])
-        )
-        patch.applied_transforms = [*history, (template.name, {**arguments, "cropping": cropping})]
+        patch.applied_transforms = [*history, (name, {**arguments, "cropping": tuple(cropping)})]
         dict.__setitem__(patch, LOCATION, locations[n])
         patch.update_attributes()
         patches.append(patch)
@@ -264,25 +297,24 @@ def crop_subjects(
 
     Args:
         subject: Subject whose images share one spatial shape ``(I, J, K)``.
-        corners: The ``N`` corners ``(i0, j0, k0)``.
+        corners: The ``N`` corners ``(i0, j0, k0)``, e.g. an ``(N, 3)`` integer array.
         patch_size: Size ``(pi, pj, pk)`` of every patch.
         arrays: See :func:`crop_subject`.
         buffers: Optional ``(N, C, pi, pj, pk)`` C-contiguous arrays, by image
             name, that the patches are written into instead of new arrays.
     """
     size = _triplet(patch_size)
-    starts = [_triplet(corner) for corner in corners]
-    if not starts:
+    corner_array = np.ascontiguousarray(np.asarray(corners, dtype=np.int64).reshape(-1, 3))
+    if not len(corner_array):
         return []
     if arrays is None:
         arrays = volume_arrays(subject)
     buffers = {} if buffers is None else buffers
-    corner_array = np.asarray(starts, dtype=np.int64).reshape(-1, 3)
     batches = {
         name: to_tensor(native().extract_patches(array, corner_array, size, buffers.get(name)))
         for name, array in arrays.items()
     }
-    return _patch_subjects(subject, starts, size, batches)
+    return _patch_subjects(subject, corner_array, size, batches)
 
 
 class PatchSampler:
