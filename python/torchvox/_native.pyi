@@ -108,6 +108,7 @@ def aggregate_patches(
     overlap: tuple[int, int, int],
     padded: bool,
     downsampling_factor: int,
+    stale: npt.NDArray[np.bool_] | None = None,
 ) -> None: ...
 def divide_by_grid_weights(
     output: Volume,

@@ -2,7 +2,8 @@
 
 use ndarray::{Ix3, Ix4, Ix5};
 use numpy::{
-    IntoPyArray, PyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+    IntoPyArray, PyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1,
+    PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -183,8 +184,12 @@ pub fn draw_centres<'py>(
 /// `output` `(C, I, J, K)` in place (and, if given, their weights into `weights`
 /// `(1, I, J, K)` in the `average` and `hann` modes); `output`, `weights` and
 /// `patches` share one dtype.
+///
+/// `stale`, a bool array of one flag per output `I` plane, marks planes that
+/// hold leftovers instead of zeros (a recycled output): in the `average` and
+/// `hann` modes each one a patch reaches is zeroed first and its flag cleared.
 #[pyfunction]
-#[pyo3(signature = (output, weights, patches, locations, mode, overlap, padded, downsampling_factor))]
+#[pyo3(signature = (output, weights, patches, locations, mode, overlap, padded, downsampling_factor, stale=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn aggregate_patches(
     py: Python<'_>,
@@ -196,7 +201,12 @@ pub fn aggregate_patches(
     overlap: [usize; 3],
     padded: bool,
     downsampling_factor: usize,
+    mut stale: Option<PyReadwriteArray1<'_, bool>>,
 ) -> PyResult<()> {
+    let mut stale_flags = match stale.as_mut() {
+        Some(flags) => Some(flags.as_slice_mut().map_err(|_| not_contiguous("stale"))?),
+        None => None,
+    };
     let mode: aggregate::OverlapMode = mode.parse().map_err(crate::boundary::to_py_err)?;
     let grid = aggregate::Grid {
         overlap,
@@ -255,8 +265,20 @@ pub fn aggregate_patches(
                 let out_view = out_guard.as_array_mut();
                 let weight_view = weight_guard.as_mut().map(|g| g.as_array_mut());
                 let batch_view = batch_guard.as_array();
-                return run(py, || {
-                    aggregate::add_batch(out_view, weight_view, batch_view, &rows, mode, grid)
+                let stale_flags = stale_flags.take();
+                return run(py, || match stale_flags {
+                    Some(flags) => aggregate::add_batch_zeroing_stale(
+                        out_view,
+                        weight_view,
+                        batch_view,
+                        &rows,
+                        mode,
+                        grid,
+                        flags,
+                    ),
+                    None => {
+                        aggregate::add_batch(out_view, weight_view, batch_view, &rows, mode, grid)
+                    }
                 });
             }
         };

@@ -73,6 +73,12 @@ class GridAggregator:
         # contents where no patch has written: get_output_tensor zeroes those
         # voxels only, instead of the whole volume up front.
         self._stale = False
+        # For a recycled output in the weighted modes, the I planes that still
+        # hold previous contents: the native accumulation zeroes each one just
+        # before the first patch that reaches it (while it is being written
+        # anyway), instead of a pass over the whole volume up front; any plane
+        # left is zeroed before the output is read.
+        self._stale_planes: np.ndarray | None = None
         # True once get_output_tensor has divided the float accumulator of a full
         # grid in place: ``_output_array`` then holds the normalised output.
         self._normalised = False
@@ -95,7 +101,7 @@ class GridAggregator:
                 # Patches overwrite; what they never reach is zeroed at the end.
                 self._stale = True
             else:
-                self._output_array.fill(0)
+                self._stale_planes = np.ones(shape[1], dtype=bool)
 
     def add_batch(self, batch_tensor: torch.Tensor, locations: torch.Tensor) -> None:
         """Add a batch of patches predicted by a network to the output volume.
@@ -147,6 +153,7 @@ class GridAggregator:
             overlap,
             self.volume_padded,
             d,
+            self._stale_planes,
         )
         self._batches.append((location_array, target_shape))
 
@@ -168,6 +175,7 @@ class GridAggregator:
             raise RuntimeError("No batch has been added to the aggregator")
         if self._stale:
             self._zero_unreached()
+        self._zero_stale_planes()
         output = torch.from_numpy(self._output_array)
         if output.dtype == torch.int64:
             warnings.warn(
@@ -274,6 +282,14 @@ class GridAggregator:
                 self._stamp(mask, rows, patch_shape, "crop")
             output[:, mask[0] == 0] = 0
         self._stale = False
+
+    def _zero_stale_planes(self) -> None:
+        """Zeroes the planes of a recycled weighted-mode output that no patch reached."""
+        if self._stale_planes is None:
+            return
+        assert self._output_array is not None
+        self._output_array[:, self._stale_planes] = 0
+        self._stale_planes = None
 
     def _restore_sum(self) -> None:
         """Replace the normalised output by the weighted sum it was divided from.

@@ -186,12 +186,57 @@ fn place_patches(
 /// the sum is accumulated, for a caller that normalises with [`grid_profiles`].
 /// It is ignored for `Crop`. `Hann` needs a float voxel type.
 pub fn add_batch<T: Accumulate>(
+    output: ArrayViewMut4<'_, T>,
+    weights: Option<ArrayViewMut4<'_, T>>,
+    patches: ArrayView5<'_, T>,
+    locations: &[[i64; 6]],
+    mode: OverlapMode,
+    grid: Grid,
+) -> Result<()> {
+    accumulate(output, weights, patches, locations, mode, grid, None)
+}
+
+/// [`add_batch`] into an `output` whose `I` planes flagged in `stale` (one
+/// flag per plane) hold leftover values rather than zeros: each such plane
+/// that a patch of the batch reaches is zeroed just before its first
+/// contribution, and its flag cleared.
+///
+/// For a caller that recycles an output volume in the `Average` and `Hann`
+/// modes: zeroing a plane while the batch is about to accumulate into it
+/// costs a write to cached memory, where zeroing the whole volume up front is
+/// one more pass over memory. Planes no patch reaches keep their flag (and
+/// their contents) for the caller to zero. `stale` is ignored in `Crop` mode,
+/// whose patches overwrite only part of a plane.
+///
+/// Errors: those of [`add_batch`], and `stale` not of length `I`.
+pub fn add_batch_zeroing_stale<T: Accumulate>(
+    output: ArrayViewMut4<'_, T>,
+    weights: Option<ArrayViewMut4<'_, T>>,
+    patches: ArrayView5<'_, T>,
+    locations: &[[i64; 6]],
+    mode: OverlapMode,
+    grid: Grid,
+    stale: &mut [bool],
+) -> Result<()> {
+    let planes = output.dim().1;
+    if stale.len() != planes {
+        return Err(Error::Shape(format!(
+            "stale must hold one flag per output plane ({planes}), got {}",
+            stale.len()
+        )));
+    }
+    let stale = (mode != OverlapMode::Crop).then_some(stale);
+    accumulate(output, weights, patches, locations, mode, grid, stale)
+}
+
+fn accumulate<T: Accumulate>(
     mut output: ArrayViewMut4<'_, T>,
     weights: Option<ArrayViewMut4<'_, T>>,
     patches: ArrayView5<'_, T>,
     locations: &[[i64; 6]],
     mode: OverlapMode,
     grid: Grid,
+    stale: Option<&mut [bool]>,
 ) -> Result<()> {
     let (batch, channels, pi, pj, pk) = patches.dim();
     let (out_channels, oi, oj, ok) = output.dim();
@@ -255,7 +300,17 @@ pub fn add_batch<T: Accumulate>(
     let patches = &patches;
     let task = |i: usize,
                 mut out_plane: ArrayViewMut3<'_, T>,
-                mut weight_plane: Option<ArrayViewMut3<'_, T>>| {
+                mut weight_plane: Option<ArrayViewMut3<'_, T>>,
+                stale: Option<&mut bool>| {
+        if let Some(flag) = stale {
+            let reached = placements
+                .iter()
+                .any(|p| i >= p.out_start[0] && i < p.out_start[0] + p.extent[0]);
+            if *flag && reached {
+                out_plane.fill(T::default());
+                *flag = false;
+            }
+        }
         for (n, p) in placements.iter().enumerate() {
             if i < p.out_start[0] || i >= p.out_start[0] + p.extent[0] {
                 continue;
@@ -321,21 +376,42 @@ pub fn add_batch<T: Accumulate>(
             }
         }
     };
-    match weights {
-        Some(mut w) => {
+    match (weights, stale) {
+        (Some(mut w), None) => {
             output
                 .axis_iter_mut(Axis(1))
                 .into_par_iter()
                 .zip(w.axis_iter_mut(Axis(1)).into_par_iter())
                 .enumerate()
-                .for_each(|(i, (out_plane, weight_plane))| task(i, out_plane, Some(weight_plane)));
+                .for_each(|(i, (out_plane, weight_plane))| {
+                    task(i, out_plane, Some(weight_plane), None)
+                });
         }
-        None => {
+        (Some(mut w), Some(stale)) => {
+            output
+                .axis_iter_mut(Axis(1))
+                .into_par_iter()
+                .zip(w.axis_iter_mut(Axis(1)).into_par_iter())
+                .zip(stale.par_iter_mut())
+                .enumerate()
+                .for_each(|(i, ((out_plane, weight_plane), flag))| {
+                    task(i, out_plane, Some(weight_plane), Some(flag))
+                });
+        }
+        (None, None) => {
             output
                 .axis_iter_mut(Axis(1))
                 .into_par_iter()
                 .enumerate()
-                .for_each(|(i, out_plane)| task(i, out_plane, None));
+                .for_each(|(i, out_plane)| task(i, out_plane, None, None));
+        }
+        (None, Some(stale)) => {
+            output
+                .axis_iter_mut(Axis(1))
+                .into_par_iter()
+                .zip(stale.par_iter_mut())
+                .enumerate()
+                .for_each(|(i, (out_plane, flag))| task(i, out_plane, None, Some(flag)));
         }
     }
     Ok(())
@@ -600,6 +676,73 @@ mod tests {
             let tolerance = if mode == OverlapMode::Hann { 1e-6 } else { 0.0 };
             assert!(err <= tolerance * 1000.0, "{mode:?}: max error {err}");
         }
+    }
+
+    #[test]
+    fn stale_planes_are_zeroed_before_their_first_patch() {
+        let shape = (2, 11, 9, 7);
+        let (_, locations, patches, patch, grid) = grid_fixture();
+        // Only the patches starting at i = 0 (planes 0..5): planes 5.. stay unreached.
+        let first: Vec<[i64; 6]> = locations.iter().copied().filter(|l| l[0] == 0).collect();
+        let count = first.len();
+        let batch = patches.slice(s![..count, .., .., .., ..]);
+        for mode in [OverlapMode::Average, OverlapMode::Hann] {
+            let mut expected = Array4::<f64>::zeros(shape);
+            add_batch(expected.view_mut(), None, batch, &first, mode, grid).unwrap();
+            // Leftovers of an earlier use, and every plane flagged stale.
+            let mut recycled = Array4::<f64>::from_elem(shape, -7.5);
+            let mut stale = vec![true; 11];
+            // Two halves: the second must accumulate onto the first, not re-zero.
+            let half = count / 2;
+            for range in [0..half, half..count] {
+                let part = batch.slice(s![range.clone(), .., .., .., ..]);
+                add_batch_zeroing_stale(
+                    recycled.view_mut(),
+                    None,
+                    part,
+                    &first[range],
+                    mode,
+                    grid,
+                    &mut stale,
+                )
+                .unwrap();
+            }
+            let reached = patch[0];
+            assert!(stale[..reached].iter().all(|&f| !f), "{mode:?}");
+            assert!(stale[reached..].iter().all(|&f| f), "{mode:?}");
+            let head = s![.., ..reached, .., ..];
+            assert_eq!(recycled.slice(head), expected.slice(head), "{mode:?}");
+            // Unreached planes are left as they were, for the caller.
+            assert!(recycled
+                .slice(s![.., reached.., .., ..])
+                .iter()
+                .all(|&v| v == -7.5));
+        }
+        // Crop mode overwrites part of a plane: flags are left alone.
+        let mut out = Array4::<f64>::from_elem(shape, -7.5);
+        let mut stale = vec![true; 11];
+        add_batch_zeroing_stale(
+            out.view_mut(),
+            None,
+            batch,
+            &first,
+            OverlapMode::Crop,
+            grid,
+            &mut stale,
+        )
+        .unwrap();
+        assert!(stale.iter().all(|&f| f));
+        let mut short = vec![true; 10];
+        assert!(add_batch_zeroing_stale(
+            out.view_mut(),
+            None,
+            batch,
+            &first,
+            OverlapMode::Average,
+            grid,
+            &mut short,
+        )
+        .is_err());
     }
 
     #[test]
