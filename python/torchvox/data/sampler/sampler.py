@@ -284,7 +284,7 @@ def _patch_subjects(
 
 def crop_subjects(
     subject: Subject,
-    corners: Sequence[Sequence[int]],
+    corners: Sequence[Sequence[int]] | np.ndarray,
     patch_size: TypeTripletInt | Sequence[int],
     arrays: dict[str, np.ndarray] | None = None,
     buffers: dict[str, np.ndarray] | None = None,
