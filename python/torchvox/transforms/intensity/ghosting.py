@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..._backend import native
+from ..fourier import FourierTransform
 from ..intensity_transform import IntensityTransform
 from ..label._native_arrays import from_native, to_native
 from ..random_transform import RandomTransform
@@ -134,7 +135,7 @@ class RandomGhosting(RandomTransform, IntensityTransform):
         }
 
 
-class Ghosting(IntensityTransform):
+class Ghosting(IntensityTransform, FourierTransform):
     """Add MRI ghosting artefacts.
 
     Each channel of a ``(C, I, J, K)`` image gets the artefact; the output is

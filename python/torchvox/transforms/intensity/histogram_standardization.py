@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from ..._backend import native, to_numpy, to_tensor
-from ..intensity_transform import IntensityTransform
 from ..label._native_arrays import to_native
-from ..masking import TypeMaskingMethod, validate_masking_method
+from ..masking import TypeMaskingMethod
+from .normalization_transform import NormalizationTransform
 
 if TYPE_CHECKING:
     from ...data.subject import Subject
@@ -169,7 +169,7 @@ def _read_landmarks_path(path: Path) -> np.ndarray:
     return np.load(path)
 
 
-class HistogramStandardization(IntensityTransform):
+class HistogramStandardization(NormalizationTransform):
     """Standardize intensity histograms with landmarks learnt by :meth:`train`.
 
     For each image, the percentiles 1, 10, 20, 30, 40, 50, 60, 70, 80, 90 and 99
@@ -198,6 +198,7 @@ class HistogramStandardization(IntensityTransform):
     """
 
     _replaces_data = True
+    _accepts_no_mask = True
 
     def __init__(
         self,
@@ -205,9 +206,7 @@ class HistogramStandardization(IntensityTransform):
         masking_method: TypeMaskingMethod = None,
         **kwargs: Any,
     ):
-        super().__init__(**kwargs)
-        validate_masking_method(masking_method)
-        self.masking_method = masking_method
+        super().__init__(masking_method, **kwargs)
         self.landmarks = landmarks
         self.landmarks_dict = self._parse_landmarks(landmarks)
         self.args_names = ["landmarks", "masking_method"]
@@ -247,22 +246,23 @@ class HistogramStandardization(IntensityTransform):
         return parsed
 
     def apply_transform(self, subject: Subject) -> Subject:
-        for name, image in self.get_images_dict(subject).items():
+        # Every image's landmarks are checked before anything is computed.
+        for name in self.get_images_dict(subject):
             if name not in self.landmarks_dict:
                 keys = tuple(self.landmarks_dict.keys())
                 raise KeyError(
                     f'Image name "{name}" should be a key in the landmarks dictionary,'
                     f" whose keys are {keys}"
                 )
-            mask = None
-            if self.masking_method is not None:
-                mask_tensor = self.get_mask_from_masking_method(
-                    self.masking_method, subject, image.data
-                )
-                mask = to_numpy(mask_tensor.to(torch.uint8))
-            normalized = _normalize(image.data, self.landmarks_dict[name], mask, name=name)
-            image.set_data(normalized)
-        return subject
+        return super().apply_transform(subject)
+
+    def apply_normalization(
+        self, subject: Subject, image_name: str, mask: torch.Tensor | None
+    ) -> None:
+        image = subject[image_name]
+        mask_array = None if mask is None else to_numpy(mask.to(torch.uint8))
+        landmarks = self.landmarks_dict[image_name]
+        image.set_data(_normalize(image.data, landmarks, mask_array, name=image_name))
 
     @classmethod
     def train(

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..._backend import native
+from ..fourier import FourierTransform
 from ..intensity_transform import IntensityTransform
 from ..label._native_arrays import from_native, to_native
 from ..random_transform import RandomTransform
@@ -94,7 +95,7 @@ def segments_from_times(times: np.ndarray, last_index: int) -> tuple[list[int], 
     return ends, sources
 
 
-class RandomMotion(RandomTransform, IntensityTransform):
+class RandomMotion(RandomTransform, IntensityTransform, FourierTransform):
     """Add random MRI motion artefacts.
 
     Args:
@@ -205,7 +206,7 @@ def _parse_motion_interpolation(name: str) -> str:
     return name
 
 
-class Motion(IntensityTransform):
+class Motion(IntensityTransform, FourierTransform):
     """Add MRI motion artefacts.
 
     Args:

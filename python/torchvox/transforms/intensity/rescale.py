@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from ..._backend import native, to_tensor
-from ..intensity_transform import IntensityTransform
-from ..masking import TypeMaskingMethod, statistics_inputs, validate_masking_method
+from ..masking import TypeMaskingMethod, statistics_inputs
+from .normalization_transform import NormalizationTransform
 
 if TYPE_CHECKING:
     from ...data.subject import Subject
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["RescaleIntensity"]
 
 
-class RescaleIntensity(IntensityTransform):
+class RescaleIntensity(NormalizationTransform):
     """Rescale intensities linearly to ``out_min_max``; the output is float32.
 
     Computed by native kernels: one statistics pass (percentiles by counting value bits, no
@@ -47,6 +47,7 @@ class RescaleIntensity(IntensityTransform):
     """
 
     _replaces_data = True
+    _accepts_no_mask = True
 
     def __init__(
         self,
@@ -56,9 +57,7 @@ class RescaleIntensity(IntensityTransform):
         in_min_max: Sequence[float] | None = None,
         **kwargs: Any,
     ):
-        super().__init__(**kwargs)
-        validate_masking_method(masking_method)
-        self.masking_method = masking_method
+        super().__init__(masking_method, **kwargs)
         self.out_min_max = out_min_max
         self.out_min, self.out_max = self._parse_range(out_min_max, "out_min_max")
         self.percentiles = self._parse_range(
@@ -69,15 +68,11 @@ class RescaleIntensity(IntensityTransform):
         )
         self.args_names = ["out_min_max", "percentiles", "masking_method", "in_min_max"]
 
-    def apply_transform(self, subject: Subject) -> Subject:
-        for name, image in self.get_images_dict(subject).items():
-            mask = (
-                None
-                if self.masking_method is None
-                else self.get_mask_from_masking_method(self.masking_method, subject, image.data)
-            )
-            image.set_data(self.rescale(image.data, mask, name))
-        return subject
+    def apply_normalization(
+        self, subject: Subject, image_name: str, mask: torch.Tensor | None
+    ) -> None:
+        image = subject[image_name]
+        image.set_data(self.rescale(image.data, mask, image_name))
 
     def rescale(
         self, tensor: torch.Tensor, mask: torch.Tensor | None, image_name: str

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..._backend import native
+from ..fourier import FourierTransform
 from ..intensity_transform import IntensityTransform
 from ..label._native_arrays import from_native, to_native
 from ..random_transform import RandomTransform
@@ -36,7 +37,7 @@ def _parse_positions(positions: object) -> np.ndarray:
     return np.asarray(positions)
 
 
-class RandomSpike(RandomTransform, IntensityTransform):
+class RandomSpike(RandomTransform, IntensityTransform, FourierTransform):
     """Add random MRI spike artefacts.
 
     Args:
@@ -90,7 +91,7 @@ class RandomSpike(RandomTransform, IntensityTransform):
         return {"num_spikes": self.num_spikes_range, "intensity": self.intensity_range}
 
 
-class Spike(IntensityTransform):
+class Spike(IntensityTransform, FourierTransform):
     """Add MRI spike artefacts.
 
     For a ``(C, I, J, K)`` image, position ``p`` in ``[0, 1)^3`` selects the

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from ..._backend import native, to_tensor
-from ..intensity_transform import IntensityTransform
-from ..masking import TypeMaskingMethod, statistics_inputs, validate_masking_method
+from ..masking import TypeMaskingMethod, statistics_inputs
+from .normalization_transform import NormalizationTransform
 
 if TYPE_CHECKING:
     from ...data.subject import Subject
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["ZNormalization"]
 
 
-class ZNormalization(IntensityTransform):
+class ZNormalization(NormalizationTransform):
     """Standardise intensities: ``(x - mean) / std``; the output is float32.
 
     The mean and the (unbiased) standard deviation are computed over the masked
@@ -36,28 +36,22 @@ class ZNormalization(IntensityTransform):
     """
 
     _replaces_data = True
+    # No mask array is built when every voxel counts.
+    _accepts_no_mask = True
 
     def __init__(self, masking_method: TypeMaskingMethod = None, **kwargs: Any):
-        super().__init__(**kwargs)
-        validate_masking_method(masking_method)
-        self.masking_method = masking_method
-        self.args_names = ["masking_method"]
+        super().__init__(masking_method, **kwargs)
 
-    def apply_transform(self, subject: Subject) -> Subject:
-        for name, image in self.get_images_dict(subject).items():
-            # No mask array is built when every voxel counts.
-            mask = (
-                None
-                if self.masking_method is None
-                else self.get_mask_from_masking_method(self.masking_method, subject, image.data)
+    def apply_normalization(
+        self, subject: Subject, image_name: str, mask: torch.Tensor | None
+    ) -> None:
+        image = subject[image_name]
+        normalized = self.znorm(image.data, mask)
+        if normalized is None:
+            raise RuntimeError(
+                f'Standard deviation is 0 for masked values in image "{image_name}" ({image.path})'
             )
-            normalized = self.znorm(image.data, mask)
-            if normalized is None:
-                raise RuntimeError(
-                    f'Standard deviation is 0 for masked values in image "{name}" ({image.path})'
-                )
-            image.set_data(normalized)
-        return subject
+        image.set_data(normalized)
 
     @staticmethod
     def znorm(tensor: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
