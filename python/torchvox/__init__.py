@@ -63,6 +63,6 @@ from .interop import from_torchio, to_torchio  # noqa: E402
 
 __all__ += ["from_torchio", "to_torchio"]
 # TorchIO's ``tio.download`` helpers (download_url, extract_archive, MD5 checks).
-from .datasets import download  # noqa: E402
+from . import download  # noqa: E402
 
 __all__ += ["download"]

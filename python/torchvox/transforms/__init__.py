@@ -5,6 +5,7 @@ implements (``import torchvox as tio`` exposes them at the top level), plus Some
 """
 
 from .composition import Compose, OneOf, SomeOf
+from .fourier import FourierTransform
 from .intensity import Clamp, Mask, RescaleIntensity, ZNormalization
 from .intensity.bias_field import BiasField, RandomBiasField
 from .intensity.blur import Blur, RandomBlur
@@ -14,6 +15,7 @@ from .intensity.histogram_standardization import HistogramStandardization, train
 from .intensity.labels_to_image import LabelsToImage, RandomLabelsToImage
 from .intensity.motion import Motion, RandomMotion
 from .intensity.noise import Noise, RandomNoise
+from .intensity.normalization_transform import NormalizationTransform
 from .intensity.pca import PCA
 from .intensity.spike import RandomSpike, Spike
 from .intensity.swap import RandomSwap, Swap
@@ -69,6 +71,7 @@ __all__ = [
     "ElasticDeformation",
     "EnsureShapeMultiple",
     "Flip",
+    "FourierTransform",
     "Gamma",
     "Ghosting",
     "HistogramStandardization",
@@ -122,4 +125,7 @@ from .monai_adapter import MonaiAdapter
 __all__ += ["MonaiAdapter"]
 
 # Importable from here but, as in TorchIO, not exported at the top level.
-_NOT_EXPORTED = (BoundsTransform, Interpolation, RandomTransform)
+_NOT_EXPORTED = (BoundsTransform, Interpolation, NormalizationTransform, RandomTransform)
+
+# TorchIO's import paths of the same classes, loaded so that they are attributes too.
+from . import augmentation, preprocessing  # noqa: E402, F401  (tio.transforms.augmentation...)
