@@ -8,11 +8,25 @@ import numpy as np
 import torch
 
 from ..._backend import native
+from ...constants import MIN_FLOAT_32
+from ...types import TypeTripletInt
 from ..image import Image
 from ..subject import Subject
 from .sampler import RandomSampler, crop_subject, volume_arrays
 
 __all__ = ["WeightedSampler"]
+
+#: TorchIO's sampling steps, in the order its generator calls them. A subclass
+#: that overrides one of them is sampled through them, one patch at a time;
+#: otherwise the native sampler gives the same patches from the same numbers.
+_SAMPLING_HOOKS = (
+    "process_probability_map",
+    "clear_probability_borders",
+    "get_cumulative_distribution_function",
+    "extract_patch",
+    "get_random_index_ini",
+    "sample_probability_map",
+)
 
 
 class WeightedSampler(RandomSampler):
@@ -132,9 +146,131 @@ class WeightedSampler(RandomSampler):
         """
         return self.corner_drawer(subject)(uniforms)
 
+    # TorchIO's sampling steps ------------------------------------------------
+
+    def process_probability_map(
+        self, probability_map: torch.Tensor, subject: Subject
+    ) -> np.ndarray:
+        """Channel 0 of ``probability_map`` as float64, borders cleared, summing to 1.
+
+        Args:
+            probability_map: ``(C, I, J, K)`` map (:meth:`get_probability_map`).
+            subject: The subject it belongs to (named in the error).
+
+        Returns:
+            An ``(I, J, K)`` float64 array.
+
+        Raises:
+            RuntimeError: If no voxel where a patch can be centred has a positive value.
+        """
+        # float64: a float32 CDF of a large volume can end far from 1.
+        data = probability_map[0].detach().cpu().numpy().astype(np.float64)
+        self.clear_probability_borders(data, self.patch_size)
+        total = data.sum()
+        if total == 0:
+            raise self._empty_map_error(subject)
+        data /= total
+        return data
+
+    @staticmethod
+    def clear_probability_borders(probability_map: np.ndarray, patch_size: np.ndarray) -> None:
+        """Zeroes, in place, the voxels of an ``(I, J, K)`` map that cannot be centres.
+
+        The centre of a patch of size ``s`` is its voxel ``s // 2``, so the first
+        ``s // 2`` and the last ``(s - 1) // 2`` voxels of each axis are cleared.
+        """
+        sizes = [int(n) for n in np.asarray(patch_size).tolist()]  # no unsigned arithmetic
+        for axis, size in enumerate(sizes):
+            before, after = size // 2, (size - 1) // 2
+            index: list[slice] = [slice(None)] * 3
+            index[axis] = slice(0, before)
+            probability_map[tuple(index)] = 0
+            if after:
+                index[axis] = slice(probability_map.shape[axis] - after, None)
+                probability_map[tuple(index)] = 0
+
+    @staticmethod
+    def get_cumulative_distribution_function(probability_map: np.ndarray) -> np.ndarray:
+        """The cumulative sum of the flattened (C-order) map, normalised to end at 1."""
+        flat = probability_map.ravel()
+        return np.cumsum(flat / flat.sum())
+
+    def extract_patch(
+        self,
+        subject: Subject,
+        index_ini: TypeTripletInt | np.ndarray,
+        cdf: np.ndarray | None = None,
+    ) -> Subject:
+        """The patch at corner ``index_ini``, or, given a ``cdf``, at a random corner.
+
+        Args:
+            subject: Subject to crop.
+            index_ini: The corner ``(i, j, k)``; or, with ``cdf``, the processed
+                map (:meth:`process_probability_map`) to draw the centre from.
+            cdf: Its :meth:`get_cumulative_distribution_function`, or ``None``.
+
+        Raises:
+            TypeError: If ``cdf`` is given but the map is not a NumPy array.
+        """
+        if cdf is None:
+            i, j, k = (int(v) for v in np.asarray(index_ini).tolist())
+            return super().extract_patch(subject, (i, j, k))
+        if not isinstance(index_ini, np.ndarray):
+            raise TypeError("The probability map must be a NumPy array when a CDF is given")
+        i, j, k = (int(v) for v in self.get_random_index_ini(index_ini, cdf).tolist())
+        return super().extract_patch(subject, (i, j, k))
+
+    def get_random_index_ini(self, probability_map: np.ndarray, cdf: np.ndarray) -> np.ndarray:
+        """A random patch corner: a centre drawn from the map, minus half the patch."""
+        centre = self.sample_probability_map(probability_map, cdf)
+        return centre - self.patch_size.astype(np.int64) // 2
+
+    @classmethod
+    def sample_probability_map(cls, probability_map: np.ndarray, cdf: np.ndarray) -> np.ndarray:
+        """One voxel ``(i, j, k)`` drawn from ``probability_map`` by inverse transform sampling.
+
+        Draws one number with ``torch.rand`` (never below float32 epsilon, so a
+        leading run of zero probability is never chosen).
+
+        Raises:
+            RuntimeError: If the voxel drawn has no probability (``cdf`` is not
+                the map's).
+        """
+        target = max(MIN_FLOAT_32, torch.rand(1).item()) * cdf[-1]
+        index = int(np.searchsorted(cdf, target))
+        centre = np.unravel_index(index, probability_map.shape)
+        if probability_map[centre] <= 0:
+            raise RuntimeError(
+                f"Voxel {tuple(int(c) for c in centre)} was drawn but has probability"
+                f" {probability_map[centre]}: the CDF does not belong to this map"
+            )
+        return np.array(centre)
+
+    def _uses_own_sampling_steps(self) -> bool:
+        """Whether a subclass (not torchvox's) overrides one of TorchIO's sampling steps."""
+        for name in _SAMPLING_HOOKS:
+            owner = next(c for c in type(self).__mro__ if name in c.__dict__)
+            if not owner.__module__.startswith("torchvox."):
+                return True
+        return False
+
+    def _generate_patches_by_steps(
+        self, subject: Subject, num_patches: int | None
+    ) -> Generator[Subject, None, None]:
+        """Patches drawn through the (overridable) steps, as TorchIO draws them."""
+        probability_map = self.process_probability_map(self.get_probability_map(subject), subject)
+        cdf = self.get_cumulative_distribution_function(probability_map)
+        count = 0
+        while num_patches is None or count < num_patches:
+            yield self.extract_patch(subject, probability_map, cdf)
+            count += 1
+
     def _generate_patches(
         self, subject: Subject, num_patches: int | None = None
     ) -> Generator[Subject, None, None]:
+        if self._uses_own_sampling_steps():
+            yield from self._generate_patches_by_steps(subject, num_patches)
+            return
         arrays = volume_arrays(subject)
         size = self._patch_size_tuple()
         draw_corners = self.corner_drawer(subject)
