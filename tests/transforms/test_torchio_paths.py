@@ -174,3 +174,20 @@ def test_normalisation_subclass_must_implement_apply_normalization() -> None:
         base()(subject)
     with pytest.raises(TypeError, match="masking_method"):
         base(masking_method=3.5)
+
+
+def test_clamp_and_mask_helpers_match_torchio() -> None:
+    generator = torch.Generator().manual_seed(4)
+    data = torch.randn(2, 6, 5, 4, generator=generator) * 10
+    brain = (torch.rand(1, 6, 5, 4, generator=generator) > 0.5).to(torch.uint8)
+    outputs = []
+    for module in (tio, torchio):
+        clamped = module.ScalarImage(tensor=data.clone())
+        module.Clamp(-3, 5).apply_clamp(clamped)
+        masked = module.ScalarImage(tensor=data.clone())
+        with pytest.warns(RuntimeWarning, match="Expanding mask"):
+            module.Mask("brain", outside_value=-1).apply_masking(masked, brain.bool())
+        outputs.append((clamped.data, masked.data))
+    (our_clamp, our_mask), (their_clamp, their_mask) = outputs
+    assert torch.equal(our_clamp, their_clamp)
+    assert torch.equal(our_mask, their_mask)

@@ -12,6 +12,7 @@ from ..intensity_transform import IntensityTransform
 from ..transform import kernel_supports
 
 if TYPE_CHECKING:
+    from ...data.image import Image
     from ...data.subject import Subject
 
 __all__ = ["Clamp"]
@@ -55,8 +56,12 @@ class Clamp(IntensityTransform):
 
     def apply_transform(self, subject: Subject) -> Subject:
         for image in self.get_images(subject):
-            image.set_data(self.clamp(image.data))
+            self.apply_clamp(image)
         return subject
+
+    def apply_clamp(self, image: Image) -> None:
+        """Clamp the data of ``image`` (replaced by a new tensor)."""
+        image.set_data(self.clamp(image.data))
 
     def clamp(self, tensor: torch.Tensor) -> torch.Tensor:
         """Return the clamped tensor."""

@@ -13,6 +13,7 @@ from ..intensity_transform import IntensityTransform
 from ..masking import TypeMaskingMethod, validate_masking_method
 
 if TYPE_CHECKING:
+    from ...data.image import Image
     from ...data.subject import Subject
 
 __all__ = ["Mask", "mask"]
@@ -86,5 +87,14 @@ class Mask(IntensityTransform):
             mask_data = self.get_mask_from_masking_method(
                 self.masking_method, subject, image.data, self.labels
             )
-            image.set_data(mask(image.data, mask_data, self.outside_value))
+            self.apply_masking(image, mask_data)
         return subject
+
+    def apply_masking(self, image: Image, mask_data: torch.Tensor) -> None:
+        """Set the voxels of ``image`` outside ``mask_data`` to ``outside_value``.
+
+        Args:
+            image: The image (its data are replaced by a new tensor).
+            mask_data: Boolean ``(1, W, H, D)`` or ``(C, W, H, D)`` mask.
+        """
+        image.set_data(mask(image.data, mask_data, self.outside_value))
