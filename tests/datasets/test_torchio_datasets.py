@@ -495,3 +495,75 @@ def test_pediatric(cache: Path, monkeypatch) -> None:
         datasets.Pediatric((13, 18.5))
     with pytest.raises(ValueError, match="Years"):
         datasets.Pediatric((3, 5))
+
+
+def _bite3_folder(root: Path, numbers=datasets.BITE3.subject_numbers) -> None:
+    for number in numbers:
+        folder = root / "group3" / f"{number:02d}"
+        _save(folder / f"{number:02d}_preop_mri.mnc", number)
+        _save(folder / f"{number:02d}_postop_mri.mnc", number + 0.5)
+    _save(root / "group3" / "01" / "01_tumor1.mnc", label=True)
+    _save(root / "group3" / "01" / "01_tumor2.mnc", label=True)
+
+
+def test_bite3(tmp_path: Path) -> None:
+    _bite3_folder(tmp_path / "bite")
+    dataset = datasets.BITE3(tmp_path / "bite")
+    assert len(dataset) == 13  # 01 to 14 without 13
+    first, last = dataset[0], dataset[12]
+    assert set(first.get_images_names()) == {"preop", "postop", "tumor1", "tumor2"}
+    assert isinstance(first["tumor1"], tio.LabelMap)
+    assert set(last.get_images_names()) == {"preop", "postop"}
+    assert float(last["preop"].data.min()) >= 14
+    assert float(last["postop"].data.min()) >= 14.5
+    with pytest.raises(DatasetNotFoundError, match="group3.tar.gz"):
+        datasets.BITE3(tmp_path / "nothing")
+
+
+def test_bite3_download(tmp_path: Path, server, monkeypatch) -> None:
+    import tarfile
+
+    base, served = server
+    _bite3_folder(tmp_path / "make")
+    archive = served / "group3.tar.gz"
+    with tarfile.open(archive, "w:gz") as handle:
+        handle.add(tmp_path / "make" / "group3", arcname="group3")
+    monkeypatch.setattr(datasets.BITE3, "base_url", base)
+    monkeypatch.setattr(datasets.BITE3, "md5", dl.calculate_md5(archive))
+    dataset = datasets.BITE3(tmp_path / "root", download=True)
+    assert len(dataset) == 13
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["group3"]
+    monkeypatch.setattr(datasets.BITE3, "md5", "0" * 32)
+    with pytest.raises(DatasetNotFoundError, match="MD5"):
+        datasets.BITE3(tmp_path / "other", download=True)
+    assert not (tmp_path / "other" / "group3").exists()
+
+
+def test_rsna_cervical_spine_fracture(tmp_path: Path) -> None:
+    root = tmp_path / "spine"
+    uids = ["1.2.826.0.1.3680043.10", "1.2.826.0.1.3680043.20"]
+    for value, uid in zip((10, 20), uids, strict=True):
+        _write_dicom_series(root / "train_images" / uid, value)
+    _save(root / "segmentations" / f"{uids[1]}.nii", label=True, shape=(5, 4, 3))
+    (root / "train.csv").write_text(
+        "StudyInstanceUID,patient_overall,C1,C2\n" + f"{uids[0]},1,0,1\n{uids[1]},0,0,0\n"
+    )
+    (root / "train_bounding_boxes.csv").write_text(
+        "StudyInstanceUID,x,y,width,height,slice_number\n"
+        f"{uids[0]},10.5,20,30,40,7\n{uids[0]},1,2,3,4,8\n"
+    )
+    plain = datasets.RSNACervicalSpineFracture(root)
+    assert len(plain) == 2
+    subject = plain[0]
+    assert subject["StudyInstanceUID"] == uids[0]
+    assert subject["patient_overall"] == 1 and subject["C2"] == 1
+    assert torch.all(subject["ct"].data == 10)
+    assert "seg" not in subject and "boxes" not in subject
+    full = datasets.RSNACervicalSpineFracture(root, add_segmentations=True, add_bounding_boxes=True)
+    first, second = full[0], full[1]
+    assert [box["slice_number"] for box in first["boxes"]] == [7, 8]
+    assert first["boxes"][0]["x"] == 10.5
+    assert "seg" not in first and "boxes" not in second
+    assert isinstance(second["seg"], tio.LabelMap)
+    with pytest.raises(DatasetNotFoundError, match="kaggle"):
+        datasets.RSNACervicalSpineFracture(tmp_path / "nothing")

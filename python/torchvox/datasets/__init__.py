@@ -2,6 +2,7 @@
 (read from local folders, downloaded where the source is reachable) and a loader for
 Medical Segmentation Decathlon / nnU-Net raw folders."""
 
+from .bite import BITE3
 from .decathlon import DecathlonDataset
 from .download import DatasetNotFoundError
 from .episurg import EPISURG
@@ -18,6 +19,7 @@ from .medmnist import (
 from .mni import MNI152
 from .phantom import Phantom
 from .rsna_miccai import RSNAMICCAI
+from .rsna_spine_fracture import RSNACervicalSpineFracture
 from .templates import (
     FPG,
     T1T2,
@@ -32,6 +34,7 @@ from .templates import (
 from .zone_plate import ZonePlate
 
 __all__ = [
+    "BITE3",
     "EPISURG",
     "FPG",
     "IXI",
@@ -52,6 +55,7 @@ __all__ = [
     "OrganMNIST3D",
     "Pediatric",
     "Phantom",
+    "RSNACervicalSpineFracture",
     "Sheep",
     "Slicer",
     "SynapseMNIST3D",
