@@ -567,3 +567,83 @@ def test_rsna_cervical_spine_fracture(tmp_path: Path) -> None:
     assert isinstance(second["seg"], tio.LabelMap)
     with pytest.raises(DatasetNotFoundError, match="kaggle"):
         datasets.RSNACervicalSpineFracture(tmp_path / "nothing")
+
+
+def _ct_rate_folder(root: Path) -> None:
+    """A CT-RATE layout with patients 1, 2 and 10 (validation split: 3)."""
+    tables = {
+        "train": [
+            ("train_1_a_1.nii.gz", 512, "SIEMENS"),
+            ("train_1_a_2.nii.gz", 512, "SIEMENS"),
+            ("train_2_a_1.nii.gz", 768, "GE"),
+            ("train_10_b_1.nii.gz", 512, "GE"),
+            ("train_2_b_1.nii.gz", 256, "GE"),  # a size no split keeps by default
+        ],
+        "validation": [("valid_3_a_1.nii.gz", 1024, "PHILIPS")],
+    }
+    for table, rows in tables.items():
+        split = "valid" if table == "validation" else "train"
+        folders = {
+            "metadata": f"{table}_metadata.csv",
+            "radiology_text_reports": f"{table}_reports.csv",
+            "multi_abnormality_labels": f"{split}_predicted_labels.csv",
+        }
+        for folder in folders:
+            (root / "dataset" / folder).mkdir(parents=True, exist_ok=True)
+        with (root / "dataset" / "metadata" / folders["metadata"]).open("w") as handle:
+            handle.write("VolumeName,Rows,Manufacturer\n")
+            handle.writelines(f"{name},{size},{maker}\n" for name, size, maker in rows)
+        with (root / "dataset" / "radiology_text_reports" / folders["radiology_text_reports"]).open(
+            "w"
+        ) as handle:
+            handle.write(
+                "VolumeName,ClinicalInformation_EN,Findings_EN,Impressions_EN,Technique_EN\n"
+            )
+            handle.writelines(f"{n},info {n},findings,impression,technique\n" for n, *_ in rows)
+        with (
+            root / "dataset" / "multi_abnormality_labels" / folders["multi_abnormality_labels"]
+        ).open("w") as handle:
+            handle.write("VolumeName,Cardiomegaly,Emphysema\n")
+            handle.writelines(f"{n},{i % 2},1\n" for i, (n, *_) in enumerate(rows))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"split": "validation"},
+        {"num_subjects": 2, "sizes": [512]},
+        {"load_fixed": False, "report_key": "text"},
+    ],
+)
+def test_ct_rate_matches_torchio(tmp_path: Path, kwargs) -> None:
+    import torchio
+
+    _ct_rate_folder(tmp_path)
+    ours = datasets.CtRate(tmp_path, **kwargs)
+    theirs = torchio.datasets.CtRate(tmp_path, **kwargs)
+    assert ours.metadata.equals(theirs.metadata)
+    assert len(ours) == len(theirs) > 0
+    for our_subject, their_subject in zip(ours._subjects, theirs._subjects, strict=True):
+        assert our_subject["subject_id"] == their_subject["subject_id"]
+        assert our_subject.get_images_names() == their_subject.get_images_names()
+        for name in our_subject.get_images_names():
+            our_image, their_image = our_subject[name], their_subject[name]
+            assert our_image.path == their_image.path
+            our_items = {k: v for k, v in our_image.items() if k not in ("path", "stem", "type")}
+            their_items = {
+                k: v for k, v in their_image.items() if k not in ("path", "stem", "type")
+            }
+            assert our_items == their_items
+
+
+def test_ct_rate_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="Invalid split"):
+        datasets.CtRate(tmp_path, split="test")
+    with pytest.raises(DatasetNotFoundError, match="huggingface.co"):
+        datasets.CtRate(tmp_path)
+    _ct_rate_folder(tmp_path)
+    # Paths are only checked when asked to.
+    assert len(datasets.CtRate(tmp_path)) == 3
+    with pytest.raises(FileNotFoundError):
+        datasets.CtRate(tmp_path, verify_paths=True)

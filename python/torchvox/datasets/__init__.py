@@ -3,6 +3,7 @@
 Medical Segmentation Decathlon / nnU-Net raw folders."""
 
 from .bite import BITE3
+from .ct_rate import CtRate
 from .decathlon import DecathlonDataset
 from .download import DatasetNotFoundError
 from .episurg import EPISURG
@@ -45,6 +46,7 @@ __all__ = [
     "AorticValve",
     "BrainTumor",
     "Colin27",
+    "CtRate",
     "DatasetNotFoundError",
     "DecathlonDataset",
     "FractureMNIST3D",
