@@ -63,6 +63,7 @@ def warp(
     ],
     interpolation: str,
     fill: list[float],
+    boxes: npt.NDArray[np.int64] | None = None,
 ) -> Volume: ...
 def bspline_field(
     control_points: npt.NDArray[np.float64], shape: tuple[int, int, int]
@@ -156,6 +157,14 @@ def bias_field_map(
     shape: tuple[int, int, int], order: int, coefficients: list[float]
 ) -> npt.NDArray[np.float32]: ...
 def noise(volume: Volume, mean: float, std: float, seed: int, invert: bool = False) -> Volume: ...
+def noise_in_boxes(
+    volume: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    mean: float,
+    std: float,
+    seed: int,
+    invert: bool,
+    boxes: npt.NDArray[np.int64],
+) -> None: ...
 def gamma(volume: Volume, gammas: list[float], invert: bool = False) -> Volume: ...
 
 # Crop/pad and intensity kernels (h1).

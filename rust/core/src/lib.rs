@@ -14,6 +14,7 @@ pub mod kspace;
 pub mod label;
 pub mod parallel;
 pub mod patches;
+pub mod regions;
 pub mod spatial;
 pub mod stream;
 pub mod volume;

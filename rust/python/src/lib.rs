@@ -19,6 +19,7 @@ mod kspace;
 mod label;
 mod nifti;
 mod patches;
+mod regions;
 mod spatial;
 mod warp;
 

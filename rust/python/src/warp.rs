@@ -1,7 +1,9 @@
 //! Bindings of the warp kernel, B-spline fields and field inversion.
 
 use ndarray::{Ix4, IxDyn};
-use numpy::{IntoPyArray, PyArray, PyArrayMethods, PyReadonlyArray, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray, PyArrayMethods, PyReadonlyArray, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -11,6 +13,7 @@ use torchvox_core::spatial::{
 };
 
 use crate::boundary::{run, to_py_err};
+use crate::regions;
 use crate::with_volume;
 
 /// Reads a `(4, 4)` float64 array into a validated matrix.
@@ -83,7 +86,14 @@ enum Parsed<'py> {
 /// order to output-side world points),
 /// with `interpolation` in {'nearest', 'linear', 'bspline', 'cubic', 'label'}
 /// and one `fill` value per channel. Returns an array of the input's dtype.
+///
+/// With `boxes` (an `(N, 6)` int64 array of `(i0, j0, k0, i1, j1, k1)` output
+/// boxes), only the voxels inside them are sure to be computed (the others
+/// are zero or their value).
 #[pyfunction]
+#[pyo3(signature = (
+    volume, input_affine, output_shape, output_affine, transforms, interpolation, fill, boxes=None
+))]
 #[allow(clippy::too_many_arguments)]
 pub fn warp<'py>(
     py: Python<'py>,
@@ -94,8 +104,13 @@ pub fn warp<'py>(
     transforms: Vec<Bound<'py, PyAny>>,
     interpolation: &str,
     fill: Vec<f64>,
+    boxes: Option<PyReadonlyArray2<'py, i64>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mode = Interpolation::from_name(interpolation).map_err(to_py_err)?;
+    let shape = [output_shape.0, output_shape.1, output_shape.2];
+    let regions = boxes
+        .map(|boxes| regions::from_boxes(&boxes, shape))
+        .transpose()?;
     let input_affine = matrix(input_affine, "input_affine")?;
     let target = core_warp::Grid {
         shape: [output_shape.0, output_shape.1, output_shape.2],
@@ -165,7 +180,15 @@ pub fn warp<'py>(
         .collect();
     with_volume!(volume, "volume", Ix4, |view: T| {
         let out = run(py, || {
-            core_warp::warp(view, &input_affine, &target, &chain, mode, &fill)
+            core_warp::warp_regions(
+                view,
+                &input_affine,
+                &target,
+                &chain,
+                mode,
+                &fill,
+                regions.as_ref(),
+            )
         })?;
         Ok(out.into_pyarray(py).into_any())
     })

@@ -11,11 +11,12 @@
 //! library calls and no 64-bit multiplies, so the whole loop vectorises.
 //! Results are the same IEEE operations on every CPU.
 
-use ndarray::{Array4, ArrayView4};
+use ndarray::{Array4, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
 use super::bias_field::Float32Promotion;
 use crate::error::{ensure, Error, Result};
+use crate::regions::Regions;
 use crate::volume::check_not_empty;
 
 /// Voxels per independent random stream.
@@ -208,12 +209,7 @@ pub fn add_noise<T: Float32Promotion>(
     invert: bool,
 ) -> Result<Array4<T::Out>> {
     check_not_empty(&volume, "volume")?;
-    ensure(mean.is_finite(), || {
-        format!("mean must be finite, got {mean}")
-    })?;
-    ensure(std.is_finite() && std >= 0.0, || {
-        format!("std must be finite and non-negative, got {std}")
-    })?;
+    check_moments(mean, std)?;
     let input = volume.as_standard_layout();
     let Some(data) = input.as_slice() else {
         return Err(Error::Shape("input could not be made contiguous".into()));
@@ -241,6 +237,87 @@ pub fn add_noise<T: Float32Promotion>(
     // SAFETY: the output and input chunks have the same lengths (both arrays
     // are contiguous with the same shape), so the loop above wrote every element.
     Ok(unsafe { output.assume_init() })
+}
+
+fn check_moments(mean: f64, std: f64) -> Result<()> {
+    ensure(mean.is_finite(), || {
+        format!("mean must be finite, got {mean}")
+    })?;
+    ensure(std.is_finite() && std >= 0.0, || {
+        format!("std must be finite and non-negative, got {std}")
+    })
+}
+
+/// [`add_noise`] in place, on the voxels that `regions` covers only: each of
+/// them gets the bits [`add_noise`] gives it, the others are left as they
+/// are. For float volumes, whose type the noise keeps.
+///
+/// Only the random streams (chunks) that reach a covered voxel are drawn, and
+/// each only up to its last voxel in the plane at hand.
+///
+/// # Errors
+/// Those of [`add_noise`], `regions` of another spatial shape, or a volume
+/// that is not contiguous.
+pub fn add_noise_in_regions<T: Float32Promotion<Out = T>>(
+    mut volume: ArrayViewMut4<'_, T>,
+    mean: f64,
+    std: f64,
+    seed: u64,
+    invert: bool,
+    regions: &Regions,
+) -> Result<()> {
+    check_not_empty(&volume.view(), "volume")?;
+    check_moments(mean, std)?;
+    let (_, ni, nj, nk) = volume.dim();
+    ensure(regions.shape() == [ni, nj, nk], || {
+        format!(
+            "regions of a {:?} grid given for a volume of spatial shape {:?}",
+            regions.shape(),
+            [ni, nj, nk]
+        )
+    })?;
+    let Some(data) = volume.as_slice_mut() else {
+        return Err(Error::Shape("volume must be C-contiguous".into()));
+    };
+    let (mean, std) = (mean as f32, std as f32);
+    let plane_len = nj * nk;
+    data.par_chunks_mut(plane_len).enumerate().for_each_init(
+        || vec![0f32; CHUNK],
+        |noise, (plane, values)| {
+            let i = plane % ni;
+            if regions.plane_is_empty(i) {
+                return;
+            }
+            let base = plane * plane_len;
+            // The chunk whose values `noise` holds, and how many.
+            let mut drawn: Option<(usize, usize)> = None;
+            for j in 0..nj {
+                for &[k0, k1] in regions.row(i, j) {
+                    let (mut at, end) = (base + j * nk + k0, base + j * nk + k1);
+                    while at < end {
+                        let chunk = at / CHUNK;
+                        let chunk_start = chunk * CHUNK;
+                        let stop = end.min(chunk_start + CHUNK);
+                        if !matches!(drawn, Some((c, n)) if c == chunk && chunk_start + n >= stop) {
+                            // Up to the plane's end: later runs of this plane may need more.
+                            let n = (chunk_start + CHUNK).min(base + plane_len) - chunk_start;
+                            fill_noise_chunk(&mut noise[..n], seed, chunk as u64, mean, std);
+                            drawn = Some((chunk, n));
+                        }
+                        let offsets = at - chunk_start..stop - chunk_start;
+                        for (v, &n) in values[at - base..stop - base]
+                            .iter_mut()
+                            .zip(&noise[offsets])
+                        {
+                            *v = v.add_f32(if invert { -n } else { n });
+                        }
+                        at = stop;
+                    }
+                }
+            }
+        },
+    );
+    Ok(())
 }
 
 #[cfg(test)]
@@ -348,6 +425,40 @@ mod tests {
             fill_noise_chunk(&mut expected, 99, chunk as u64, 0.25, 1.5);
             assert_eq!(slice, &expected[..], "chunk {chunk}");
         }
+    }
+
+    #[test]
+    fn noise_in_regions_equals_the_whole_noise_there() {
+        // Runs that cross chunk boundaries and planes; several channels.
+        let shape = (2, 9, 31, 47);
+        let volume = Array::from_shape_fn(shape, |(c, i, j, k)| (c + i * j + k) as f32 * 0.5);
+        let boxes = [
+            [0, 0, 0, 4, 10, 20],
+            [2, 5, 10, 9, 31, 47],
+            [3, 20, 0, 6, 25, 47],
+        ];
+        let regions = Regions::from_boxes([9, 31, 47], &boxes).unwrap();
+        for invert in [false, true] {
+            let whole = add_noise(volume.view(), 0.5, 2.0, 5, invert).unwrap();
+            let mut partial = volume.clone();
+            add_noise_in_regions(partial.view_mut(), 0.5, 2.0, 5, invert, &regions).unwrap();
+            for ((c, i, j, k), &value) in partial.indexed_iter() {
+                let expected = if regions.contains(i, j, k) {
+                    whole[(c, i, j, k)]
+                } else {
+                    volume[(c, i, j, k)]
+                };
+                assert_eq!(value.to_bits(), expected.to_bits(), "{c} {i} {j} {k}");
+            }
+        }
+        let doubles = volume.mapv(f64::from);
+        let whole = add_noise(doubles.view(), 0.0, 1.0, 9, false).unwrap();
+        let mut partial = doubles.clone();
+        add_noise_in_regions(partial.view_mut(), 0.0, 1.0, 9, false, &regions).unwrap();
+        assert_eq!(partial[(1, 3, 22, 40)], whole[(1, 3, 22, 40)]);
+        assert_eq!(partial[(1, 0, 30, 0)], doubles[(1, 0, 30, 0)]);
+        let other = Regions::from_boxes([9, 31, 46], &[]).unwrap();
+        assert!(add_noise_in_regions(partial.view_mut(), 0.0, 1.0, 9, false, &other).is_err());
     }
 
     #[test]

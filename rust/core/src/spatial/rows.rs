@@ -10,12 +10,14 @@
 //! (see [`background`](super::background)).
 
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use ndarray::Array4;
 use rayon::prelude::*;
 
 use crate::affine;
 use crate::error::{Error, Result};
+use crate::regions::Regions;
 use crate::spatial::background::RowExtents;
 use crate::spatial::bspline::BSplineGrid;
 use crate::spatial::displacement::split_planes;
@@ -297,34 +299,31 @@ impl AxisRule {
     }
 }
 
-/// Nearest neighbour for one output row of every channel.
+/// Nearest neighbour for the points `run` of one output row (which starts at
+/// `start` in its plane) of every channel.
 #[inline(always)]
 fn nearest_row<T: Voxel, W: Real>(
     job: &RowJob<'_, T>,
     scratch: &mut RowScratch<W>,
     planes: &mut [&mut [T]],
     start: usize,
+    run: Range<usize>,
 ) {
     let (source, fill) = (job.source, job.fill);
     let [_, nj, nk] = source.dims;
     let [ri, rj, rk] = source.dims.map(AxisRule::new);
-    let [x0, x1, x2] = &scratch.x;
+    let [x0, x1, x2] = scratch.x.each_ref().map(|x| &x[run.clone()]);
+    let offsets = &mut scratch.offsets[run.clone()];
+    let valid = &mut scratch.valid[run.clone()];
     let mut vector_done = false;
     #[cfg(target_arch = "x86_64")]
     if job.vector {
         // SAFETY: `vector` is only set when the CPU has AVX2 and the volume
-        // fits (see `run_rows`); the scratch buffers all hold one row.
-        vector_done = unsafe {
-            simd::nearest_taps(
-                [x0, x1, x2],
-                source.dims,
-                &mut scratch.offsets,
-                &mut scratch.valid,
-            )
-        };
+        // fits (see `run_rows`); the slices all hold the run's points.
+        vector_done = unsafe { simd::nearest_taps([x0, x1, x2], source.dims, offsets, valid) };
     }
     if !vector_done {
-        let taps = scratch.offsets.iter_mut().zip(scratch.valid.iter_mut());
+        let taps = offsets.iter_mut().zip(valid.iter_mut());
         for ((((offset, valid), &a), &b), &c) in taps.zip(x0).zip(x1).zip(x2) {
             let (i, oi) = ri.nearest(a);
             let (j, oj) = rj.nearest(b);
@@ -333,33 +332,35 @@ fn nearest_row<T: Voxel, W: Real>(
             *valid = oi & oj & ok;
         }
     }
-    let n = scratch.offsets.len();
+    let (offsets, valid) = (&*offsets, &*valid);
     for ((plane, data), &fill) in planes
         .iter_mut()
         .zip(source.data.chunks_exact(source.channel_len))
         .zip(fill)
     {
-        let Some(out) = plane.get_mut(start..start + n) else {
+        let Some(out) = plane.get_mut(start + run.start..start + run.end) else {
             continue;
         };
-        for ((o, &offset), &valid) in out.iter_mut().zip(&scratch.offsets).zip(&scratch.valid) {
+        for ((o, &offset), &valid) in out.iter_mut().zip(offsets).zip(valid) {
             let value = data[offset];
             *o = if valid { value } else { fill };
         }
     }
 }
 
-/// Trilinear interpolation for one output row of every channel.
+/// Trilinear interpolation for the points `run` of one output row (which
+/// starts at `start` in its plane) of every channel.
 #[inline(always)]
 fn linear_row<T: Voxel, W: Real>(
     job: &RowJob<'_, T>,
     scratch: &mut RowScratch<W>,
     planes: &mut [&mut [T]],
     start: usize,
+    run: Range<usize>,
 ) {
     let (source, fill) = (job.source, job.fill);
     let [_, nj, nk] = source.dims;
-    let n = scratch.offsets.len();
+    let out_range = start + run.start..start + run.end;
     // Neighbour strides (zero along flat axes).
     let dk = usize::from(nk > 1);
     let dj = if nj > 1 { nk } else { 0 };
@@ -371,19 +372,19 @@ fn linear_row<T: Voxel, W: Real>(
             strides: [di, dj, dk],
             prefetch: job.prefetch,
         };
-        let [x0, x1, x2] = &scratch.x;
+        let [x0, x1, x2] = scratch.x.each_ref().map(|x| &x[run.clone()]);
         let mut written = true;
         let channels = source.data.chunks_exact(source.channel_len);
         for (c, ((plane, data), &fill)) in planes.iter_mut().zip(channels).zip(fill).enumerate() {
             let (Some(data), Some(out)) = (
                 T::as_f32(data),
-                plane.get_mut(start..start + n).and_then(T::as_f32_mut),
+                plane.get_mut(out_range.clone()).and_then(T::as_f32_mut),
             ) else {
                 written = false;
                 break;
             };
             // SAFETY: `vector` is only set for f32 volumes that fit, on CPUs
-            // with AVX2 (see `run_rows`); the scratch buffers all hold one row.
+            // with AVX2 (see `run_rows`); the slices all hold the run's points.
             // The fill is a value of the volume's type, here f32, so exact.
             let fill = fill.to_f64() as f32;
             // A row too short for a vector step is so for every channel.
@@ -400,12 +401,13 @@ fn linear_row<T: Voxel, W: Real>(
         }
     }
     let [ri, rj, rk] = source.dims.map(AxisRule::new);
-    let [x0, x1, x2] = &scratch.x;
-    let [w0, w1, w2] = &mut scratch.weights;
-    let taps = scratch
-        .offsets
+    let [x0, x1, x2] = scratch.x.each_ref().map(|x| &x[run.clone()]);
+    let [w0, w1, w2] = scratch.weights.each_mut().map(|w| &mut w[run.clone()]);
+    let offsets = &mut scratch.offsets[run.clone()];
+    let valid = &mut scratch.valid[run.clone()];
+    let taps = offsets
         .iter_mut()
-        .zip(scratch.valid.iter_mut())
+        .zip(valid.iter_mut())
         .zip(w0.iter_mut())
         .zip(w1.iter_mut())
         .zip(w2.iter_mut());
@@ -418,22 +420,16 @@ fn linear_row<T: Voxel, W: Real>(
         *valid = oa & ob & oc;
         (*wa, *wb, *wc) = (ua, ub, uc);
     }
-    let [w0, w1, w2] = &scratch.weights;
+    let (w0, w1, w2, offsets, valid) = (&*w0, &*w1, &*w2, &*offsets, &*valid);
     for ((plane, data), &fill) in planes
         .iter_mut()
         .zip(source.data.chunks_exact(source.channel_len))
         .zip(fill)
     {
-        let Some(out) = plane.get_mut(start..start + n) else {
+        let Some(out) = plane.get_mut(out_range.clone()) else {
             continue;
         };
-        let taps = scratch
-            .offsets
-            .iter()
-            .zip(&scratch.valid)
-            .zip(w0)
-            .zip(w1)
-            .zip(w2);
+        let taps = offsets.iter().zip(valid).zip(w0).zip(w1).zip(w2);
         for (o, ((((&offset, &valid), &wa), &wb), &wc)) in out.iter_mut().zip(taps) {
             let Some(cell) = data.get(offset..=offset + di + dj + dk) else {
                 continue;
@@ -481,6 +477,8 @@ struct RowJob<'a, T> {
     /// Per channel, where the input rows leave their background (vector
     /// trilinear rows of affine-only plans only; empty otherwise).
     backgrounds: Vec<Option<RowExtents>>,
+    /// The only output voxels to compute (all of them if `None`).
+    regions: Option<&'a Regions>,
 }
 
 /// How many rows ahead the vector kernel prefetches.
@@ -535,7 +533,17 @@ fn plane_body<T: Voxel, W: Real>(
     planes: &mut [&mut [T]],
 ) {
     let nk = scratch.offsets.len();
+    let whole = [[0, nk]];
     for j in 0..nj {
+        let runs: &[[usize; 2]] = match job.regions {
+            Some(regions) => regions.row(i, j),
+            None => &whole,
+        };
+        if runs.is_empty() {
+            continue;
+        }
+        // The coordinates of the whole row, even for a few runs: they cost
+        // little next to the taps, and each point's are those of a full row.
         row_coordinates(
             job.plan,
             i,
@@ -544,9 +552,11 @@ fn plane_body<T: Voxel, W: Real>(
             &mut scratch.lazy,
             &mut scratch.points,
         );
-        match job.mode {
-            RowMode::Nearest => nearest_row(job, scratch, planes, j * nk),
-            RowMode::Linear => linear_row(job, scratch, planes, j * nk),
+        for &[k0, k1] in runs {
+            match job.mode {
+                RowMode::Nearest => nearest_row(job, scratch, planes, j * nk, k0..k1),
+                RowMode::Linear => linear_row(job, scratch, planes, j * nk, k0..k1),
+            }
         }
     }
 }
@@ -573,6 +583,9 @@ unsafe fn plane_body_avx2<T: Voxel, W: Real>(
 /// is set (tests clear it to check them against the scalar kernels).
 /// Weights and sums are `f32` for `f32` volumes, `f64` otherwise.
 ///
+/// With `regions`, only the voxels they cover are computed; the others are
+/// zero.
+///
 /// The output is not zero-filled by the allocator (one thread writing the
 /// whole volume before the kernel starts): each task zeroes its own planes
 /// just before computing them, while they sit in cache.
@@ -583,12 +596,13 @@ pub(super) fn resample_rows<T: Voxel>(
     plan: &Plan<'_>,
     shape: (usize, usize, usize, usize),
     allow_vector: bool,
+    regions: Option<&Regions>,
 ) -> Result<Array4<T>> {
     let mut output = Array4::<T>::uninit(shape);
     if T::IS_FLOAT && std::mem::size_of::<T>() == 4 {
-        run_rows::<T, f32>(mode, source, fill, plan, &mut output, allow_vector)?;
+        run_rows::<T, f32>(mode, source, fill, plan, &mut output, allow_vector, regions)?;
     } else {
-        run_rows::<T, f64>(mode, source, fill, plan, &mut output, allow_vector)?;
+        run_rows::<T, f64>(mode, source, fill, plan, &mut output, allow_vector, regions)?;
     }
     // SAFETY: `run_rows` initialises every plane of every channel.
     Ok(unsafe { output.assume_init() })
@@ -602,8 +616,18 @@ fn run_rows<T: Voxel, W: Real>(
     plan: &Plan<'_>,
     output: &mut Array4<MaybeUninit<T>>,
     allow_vector: bool,
+    regions: Option<&Regions>,
 ) -> Result<()> {
-    let (c, _, nj, nk) = output.dim();
+    let (c, ni, nj, nk) = output.dim();
+    if let Some(regions) = regions {
+        if regions.shape() != [ni, nj, nk] {
+            return Err(Error::Shape(format!(
+                "regions of a {:?} grid given for an output of {:?}",
+                regions.shape(),
+                [ni, nj, nk]
+            )));
+        }
+    }
     let Some(buffer) = output.as_slice_mut() else {
         return Err(Error::Shape(
             "freshly allocated output is not contiguous".into(),
@@ -635,6 +659,7 @@ fn run_rows<T: Voxel, W: Real>(
         } else {
             Vec::new()
         },
+        regions,
     };
     split_planes(buffer, c, nj * nk)
         .into_par_iter()
