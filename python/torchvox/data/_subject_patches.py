@@ -7,20 +7,22 @@ import gc
 import hashlib
 import io
 import pickle
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from ..constants import NUM_SAMPLES
+from ..transforms.transform import Transform
 from ._shared_arena import SharedArena
 from .dataset import SubjectsDataset
+from .pending import deferred_voxels
 from .sampler.sampler import PatchSampler, patch_memory
 from .subject import Subject
 
@@ -37,6 +39,21 @@ def _seeded(seed: int) -> Iterator[None]:
         # also queue CUDA/XPU seeding (and record a stack trace) on every call.
         torch.default_generator.manual_seed(seed)
         yield
+
+
+def _made_of_torchvox_transforms(transform: object) -> bool:
+    """Whether ``transform`` is ``None`` or a tree of torchvox's own transform classes."""
+    if transform is None:
+        return True
+    if not isinstance(transform, Transform) or not type(transform).__module__.startswith(
+        "torchvox."
+    ):
+        return False
+    # Compose holds its children in a list; OneOf and SomeOf, as dict keys.
+    children = getattr(transform, "transforms", None)
+    if children is None:
+        children = getattr(transform, "transforms_dict", ())
+    return all(_made_of_torchvox_transforms(child) for child in cast(Iterable[object], children))
 
 
 def num_samples(subject: Subject, default: int) -> int:
@@ -77,7 +94,31 @@ class SubjectPatches(Dataset):
     def __getitem__(self, task: Task) -> list[Subject]:
         index, seed = task
         with _seeded(seed):
-            return self.sample(self.dataset[index])
+            with self._voxels_on_demand():
+                subject = self.dataset[index]
+            return self.sample(subject)
+
+    def transform(self, subject: Subject) -> Subject:
+        """The dataset's transform of a loaded subject, as ``dataset[index]`` applies it."""
+        with self._voxels_on_demand():
+            return self.dataset.transform_subject(subject)
+
+    def _voxels_on_demand(self) -> AbstractContextManager[None]:
+        """Leaves voxels pending (see :mod:`torchvox.data.pending`) where that is safe.
+
+        The sampler computes them inside its patches only. Safe when torchvox
+        alone touches the images between the transform and the sampler: a
+        plain dataset, a transform made of torchvox's transforms only (they
+        read voxels through the Image API, which computes pending ones), and
+        a sampler that :meth:`~torchvox.data.PatchSampler.crops_pending_voxels`.
+        """
+        if (
+            splits_loading(self.dataset)
+            and self.sampler.crops_pending_voxels()
+            and _made_of_torchvox_transforms(self.dataset._transform)
+        ):
+            return deferred_voxels()
+        return nullcontext()
 
     def sample(self, subject: Subject) -> list[Subject]:
         """The subject's ``num_samples`` patches (its attribute, or ``samples_per_volume``)."""
@@ -190,7 +231,7 @@ class LoadAhead(Iterator[list[Subject]]):
         subject = current.result()
         _, seed = self._tasks[position]
         with _seeded(seed):
-            return self._patches.sample(self._patches.dataset.transform_subject(subject))
+            return self._patches.sample(self._patches.transform(subject))
 
     def __del__(self) -> None:
         # Also reached when __init__ failed before the reader existed.

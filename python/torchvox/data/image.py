@@ -7,7 +7,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import SimpleITK as sitk  # noqa: N813
@@ -44,10 +44,15 @@ from .io import (
     write_image,
 )
 
+if TYPE_CHECKING:
+    from .pending import PendingVoxels
+
 __all__ = ["PROTECTED_KEYS", "Image", "LabelMap", "ScalarImage"]
 
 #: Keys an image manages itself; they cannot be passed as metadata keyword arguments.
 PROTECTED_KEYS = (DATA, AFFINE, TYPE, PATH, STEM)
+#: Attribute holding an image's pending voxels (see :mod:`torchvox.data.pending`).
+_PENDING = "_pending_voxels_state"
 
 TypeBound = tuple[float, float]
 TypeBounds = tuple[TypeBound, TypeBound, TypeBound]
@@ -162,6 +167,8 @@ class Image(dict[str, object]):
     def __getitem__(self, item: Any) -> Any:
         if isinstance(item, slice | int | tuple):
             return self._crop_from_slices(item)
+        if item == DATA:
+            self._compute_pending_voxels()
         if item in (DATA, AFFINE) and item not in self:
             self.load()
         return super().__getitem__(item)
@@ -175,6 +182,7 @@ class Image(dict[str, object]):
         return array
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Image:
+        self._compute_pending_voxels()
         # Python's default deep copy, except that the voxel tensor is copied with
         # the fast native/NumPy copy instead of torch's (see _backend.clone). A
         # tensor already in ``memo`` (shared on purpose by the caller) is kept.
@@ -223,6 +231,38 @@ class Image(dict[str, object]):
         )
         self.set_data(tensor)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled images carry their voxels, computed (the items are read after this).
+        self._compute_pending_voxels()
+        return self.__dict__
+
+    # ------------------------------------------------------------- pending voxels
+
+    def _defer_voxels(self, pending: PendingVoxels) -> None:
+        """Hold ``pending`` instead of the data until the voxels are read.
+
+        The data item becomes a placeholder of the right shape and dtype (see
+        :mod:`torchvox.data.pending`).
+        """
+        dict.__setitem__(self, DATA, pending.placeholder())
+        self._loaded = True
+        self.__dict__[_PENDING] = pending
+
+    def _pending_voxels(self) -> PendingVoxels | None:
+        """The voxels not computed yet, if any."""
+        return cast("PendingVoxels | None", self.__dict__.get(_PENDING))
+
+    def _compute_pending_voxels(self) -> None:
+        """Compute the pending voxels, if any, and hold them as the data."""
+        pending = self.__dict__.pop(_PENDING, None)
+        if pending is not None:
+            dict.__setitem__(self, DATA, pending.evaluate())
+
+    def _stored_tensor(self) -> torch.Tensor | None:
+        """The data item as stored, without loading or computing anything."""
+        value = dict.get(self, DATA)
+        return value if isinstance(value, torch.Tensor) else None
+
     @property
     def tensor(self) -> TypeImageTensor:
         """Same as :attr:`data`."""
@@ -235,6 +275,7 @@ class Image(dict[str, object]):
             ValueError: If the data is not 4D.
             TypeError: If it is neither a tensor nor an array.
         """
+        self.__dict__.pop(_PENDING, None)
         self[DATA] = self._parse_tensor(tensor, none_ok=False)
         self._loaded = True
 
@@ -277,7 +318,9 @@ class Image(dict[str, object]):
     def shape(self) -> TypeQuartetInt:
         """Shape ``(C, W, H, D)``, from the file header if the image is not loaded."""
         if self._needs_full_load():
-            channels, si, sj, sk = self.data.shape
+            # The stored tensor, or the placeholder of pending voxels: no voxel computed.
+            stored = self._stored_tensor()
+            channels, si, sj, sk = (stored if stored is not None else self.data).shape
             return channels, si, sj, sk
         return read_shape(cast(Path, self.path))
 
@@ -556,6 +599,7 @@ class Image(dict[str, object]):
                 "Cannot unload image as no path is available from where the image could"
                 " be loaded again"
             )
+        self.__dict__.pop(_PENDING, None)
         self[DATA] = None
         self[AFFINE] = None
         self._loaded = False

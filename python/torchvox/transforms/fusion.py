@@ -96,22 +96,17 @@ class FusionRun:
 
     def flush(self) -> None:
         """Interpolate every deferred image once and forget the run."""
-        from .spatial.resample import warp_tensor
+        from .spatial.resample import warp_image
 
         for image, state in self._images.values():
             data = state.data
             if state.to_float32 and _is_scalar(image) and data.dtype != torch.float32:
                 data = data.to(torch.float32)
-            result = warp_tensor(
-                data,
-                state.affine,
-                image.spatial_shape,
-                image.affine,
-                state.chain,
-                state.interpolation,
-                state.fill,
-            )
-            image.set_data(result)
+            shape, target_affine = image.spatial_shape, image.affine
+            # Back to the original grid and data, then through the whole chain.
+            image.set_data(data)
+            image.affine = state.affine
+            warp_image(image, shape, target_affine, state.chain, state.interpolation, state.fill)
         self._images.clear()
 
 

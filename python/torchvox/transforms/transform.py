@@ -276,8 +276,11 @@ class Transform(ABC):
             return transformed
         self._add_transform_to_subject_history(transformed)
         for image in transformed.get_images(intensity_only=False):
-            if image.data.ndim != 4:
-                raise RuntimeError(f"Output of {self.name} is {image.data.ndim}D, not 4D")
+            # The stored tensor: pending voxels (see data.pending) are not computed.
+            stored = image._stored_tensor()
+            ndim = (stored if stored is not None else image.data).ndim
+            if ndim != 4:
+                raise RuntimeError(f"Output of {self.name} is {ndim}D, not 4D")
         return parser.get_output(transformed)
 
     def _requests_copy(self) -> bool:

@@ -15,7 +15,7 @@ from ..._backend import native, to_numpy, to_tensor
 from ...constants import AFFINE, DATA, LOCATION, PATH, STEM, TYPE
 from ...types import TypeSpatialShape, TypeTripletInt
 from ...utils import to_tuple
-from ..image import PROTECTED_KEYS, Image, LabelMap, ScalarImage
+from ..image import _PENDING, PROTECTED_KEYS, Image, LabelMap, ScalarImage
 from ..subject import Subject
 
 __all__ = [
@@ -23,6 +23,8 @@ __all__ = [
     "RandomSampler",
     "crop_subject",
     "crop_subjects",
+    "has_pending_voxels",
+    "patch_boxes",
     "patch_memory",
     "volume_arrays",
 ]
@@ -69,12 +71,36 @@ def _parse_patch_size(patch_size: TypeSpatialShape) -> np.ndarray:
     return np.array(values, dtype=np.uint16)
 
 
-def volume_arrays(subject: Subject) -> dict[str, np.ndarray]:
-    """C-contiguous NumPy views of every image of ``subject`` (copied once if needed)."""
-    return {
-        name: to_numpy(image.data)
-        for name, image in subject.get_images_dict(intensity_only=False).items()
-    }
+def volume_arrays(subject: Subject, boxes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """C-contiguous NumPy views of every image of ``subject`` (copied once if needed).
+
+    Args:
+        subject: The subject.
+        boxes: The ``(N, 6)`` boxes (:func:`patch_boxes`) that will be read. An
+            image with pending voxels (see :mod:`torchvox.data.pending`) then
+            computes only those inside them; otherwise it computes them all.
+    """
+    arrays = {}
+    for name, image in subject.get_images_dict(intensity_only=False).items():
+        pending = image._pending_voxels()
+        if pending is not None and boxes is not None:
+            arrays[name] = pending.evaluate_boxes(boxes)
+        else:
+            arrays[name] = to_numpy(image.data)
+    return arrays
+
+
+def patch_boxes(corners: Sequence[Sequence[int]] | np.ndarray, size: TypeTripletInt) -> np.ndarray:
+    """The ``(N, 6)`` int64 boxes ``(i0, j0, k0, i1, j1, k1)`` of patches of ``size``
+    at ``corners``."""
+    starts = np.asarray(corners, dtype=np.int64).reshape(-1, 3)
+    return np.hstack((starts, starts + np.asarray(size, dtype=np.int64)))
+
+
+def has_pending_voxels(subject: Subject) -> bool:
+    """Whether an image of ``subject`` holds pending voxels (see :mod:`torchvox.data.pending`)."""
+    images = subject.get_images(intensity_only=False)
+    return any(image._pending_voxels() is not None for image in images)
 
 
 def _crop_image(image: Image, start: TypeTripletInt, patch: torch.Tensor) -> Image:
@@ -185,6 +211,8 @@ def _patch_image(image: Image, affine: np.ndarray, patch: torch.Tensor) -> Image
     """
     new = type(image).__new__(type(image))
     new.__dict__.update(image.__dict__)
+    # The patch holds its own voxels: none of the volume's are pending for it.
+    new.__dict__.pop(_PENDING, None)
     if isinstance(new.path, list):
         new.path = list(new.path)
     # In the constructor's order whatever the order of the source (an image
@@ -354,6 +382,23 @@ class PatchSampler:
         See :func:`crop_subject`.
         """
         return crop_subject(subject, index_ini, patch_size)
+
+    def crops_pending_voxels(self) -> bool:
+        """Whether the sampler reads a subject's images only through
+        :func:`volume_arrays` with the boxes of its patches, drawn first, so that
+        pending voxels (see :mod:`torchvox.data.pending`) are computed only
+        there; any other reading computes them all, so the patches are the same
+        either way. ``False`` unless a sampler of torchvox says so.
+        """
+        return False
+
+    def _methods_are_torchvox(self, names: Sequence[str]) -> bool:
+        """Whether none of the methods ``names`` is overridden by a class outside torchvox."""
+        for name in names:
+            owner = next(c for c in type(self).__mro__ if name in c.__dict__)
+            if not owner.__module__.startswith("torchvox."):
+                return False
+        return True
 
     def __call__(
         self, subject: Subject, num_patches: int | None = None

@@ -12,7 +12,7 @@ from ...constants import MIN_FLOAT_32
 from ...types import TypeTripletInt
 from ..image import Image
 from ..subject import Subject
-from .sampler import RandomSampler, crop_subject, volume_arrays
+from .sampler import RandomSampler, crop_subject, patch_boxes, volume_arrays
 
 __all__ = ["WeightedSampler"]
 
@@ -248,11 +248,12 @@ class WeightedSampler(RandomSampler):
 
     def _uses_own_sampling_steps(self) -> bool:
         """Whether a subclass (not torchvox's) overrides one of TorchIO's sampling steps."""
-        for name in _SAMPLING_HOOKS:
-            owner = next(c for c in type(self).__mro__ if name in c.__dict__)
-            if not owner.__module__.startswith("torchvox."):
-                return True
-        return False
+        return not self._methods_are_torchvox(_SAMPLING_HOOKS)
+
+    def crops_pending_voxels(self) -> bool:
+        """See :meth:`~torchvox.data.PatchSampler.crops_pending_voxels`."""
+        methods = ("__call__", "_generate_patches", "crop", "corner_drawer", "sample_corners")
+        return self._methods_are_torchvox((*methods, *_SAMPLING_HOOKS))
 
     def _generate_patches_by_steps(
         self, subject: Subject, num_patches: int | None
@@ -271,7 +272,6 @@ class WeightedSampler(RandomSampler):
         if self._uses_own_sampling_steps():
             yield from self._generate_patches_by_steps(subject, num_patches)
             return
-        arrays = volume_arrays(subject)
         size = self._patch_size_tuple()
         draw_corners = self.corner_drawer(subject)
         if num_patches is not None:
@@ -279,9 +279,12 @@ class WeightedSampler(RandomSampler):
             # yields the same numbers as 2n calls to torch.rand(1), so the even ones
             # are TorchIO's draws.
             corners = draw_corners(torch.rand(2 * num_patches)[0::2])
+            # Pending voxels are computed inside these patches only.
+            arrays = volume_arrays(subject, patch_boxes(corners, size))
             for corner in corners:
                 yield crop_subject(subject, corner.tolist(), size, arrays, consume_random=False)
             return
+        arrays = volume_arrays(subject)
         while True:
             corner = draw_corners(torch.rand(1))[0]
             yield crop_subject(subject, corner.tolist(), size, arrays)

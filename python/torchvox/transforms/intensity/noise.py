@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..._backend import native, to_tensor
+from ...data.pending import deferring
 from ..intensity_transform import IntensityTransform
 from ..label._native_arrays import to_native
 from ..random_transform import RandomTransform
@@ -121,9 +122,13 @@ class Noise(IntensityTransform):
             mean = float(self.get_parameter(self.noise_mean, name))
             std = float(self.get_parameter(self.noise_std, name))
             seed = int(self.get_parameter(self.seed, name)) % 2**64
-            result = native().noise(
-                to_native(image.data), mean, std, seed, bool(self.invert_transform)
-            )
+            invert = bool(self.invert_transform)
+            pending = image._pending_voxels() if deferring() else None
+            if pending is not None and pending.accepts_noise():
+                # Added to the voxels when they are computed (see data.pending).
+                pending.add_noise(mean, std, seed, invert)
+                continue
+            result = native().noise(to_native(image.data), mean, std, seed, invert)
             image.set_data(to_tensor(result))
         return subject
 

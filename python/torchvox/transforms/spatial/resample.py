@@ -13,6 +13,7 @@ interpolates once for the whole chain; SimpleITK's rarer interpolators
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence, Sized
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -21,6 +22,7 @@ import torch
 
 from ..._backend import NATIVE_ARRAY_DTYPES, native, to_numpy, to_tensor
 from ...data.image import Image, ScalarImage
+from ...data.pending import PendingVoxels, deferring
 from ...data.subject import Subject
 from ..fusion import resample_or_defer
 from ..spatial_transform import SpatialTransform
@@ -224,26 +226,92 @@ def warp_tensor(
     Returns:
         ``(C, I', J', K')`` tensor of the input's dtype.
     """
-    array, restore = _as_native_array(data)
-    channels = array.shape[0]
-    if isinstance(fill, int | float | np.integer | np.floating):
-        fills = [float(fill)] * channels
-    else:
-        fills = [float(v) for v in fill]
-    affine = np.asarray(affine, dtype=np.float64)
-    target_affine = np.asarray(target_affine, dtype=np.float64)
-    shape3 = (int(shape[0]), int(shape[1]), int(shape[2]))
-    # SimpleITK's interpolators take every field densely ("sinc" never matches).
-    native_name = interpolation if interpolation in NATIVE_INTERPOLATIONS else "sinc"
-    steps = _native_steps(chain, shape3, target_affine, native_name)
+    call = _WarpCall.of(data, affine, shape, target_affine, chain, interpolation, fill)
     if interpolation in NATIVE_INTERPOLATIONS:
-        result = native().warp(array, affine, shape3, target_affine, steps, interpolation, fills)
+        result = call.native()
     else:
-        result = _sitk_warp(array, affine, shape3, target_affine, steps, interpolation, fills)
+        result = call.sitk()
     tensor = to_tensor(result)
-    if restore is not None:
-        tensor = tensor.to(restore)
+    if call.restore is not None:
+        tensor = tensor.to(call.restore)
     return tensor
+
+
+@dataclass(frozen=True)
+class _WarpCall:
+    """The arguments of one call of the warp kernel, in the forms it takes."""
+
+    array: np.ndarray
+    restore: torch.dtype | None
+    affine: np.ndarray
+    shape: tuple[int, int, int]
+    target_affine: np.ndarray
+    steps: list[Any]
+    interpolation: str
+    fills: list[float]
+
+    @classmethod
+    def of(
+        cls,
+        data: torch.Tensor,
+        affine: np.ndarray,
+        shape: Sequence[int],
+        target_affine: np.ndarray,
+        chain: Sequence[ChainStep],
+        interpolation: str,
+        fill: Sequence[float] | float,
+    ) -> _WarpCall:
+        """The call for the arguments of :func:`warp_tensor`."""
+        array, restore = _as_native_array(data)
+        if isinstance(fill, int | float | np.integer | np.floating):
+            fills = [float(fill)] * array.shape[0]
+        else:
+            fills = [float(v) for v in fill]
+        target_affine = np.asarray(target_affine, dtype=np.float64)
+        shape3 = (int(shape[0]), int(shape[1]), int(shape[2]))
+        # SimpleITK's interpolators take every field densely ("sinc" never matches).
+        native_name = interpolation if interpolation in NATIVE_INTERPOLATIONS else "sinc"
+        return cls(
+            array,
+            restore,
+            np.asarray(affine, dtype=np.float64),
+            shape3,
+            target_affine,
+            _native_steps(chain, shape3, target_affine, native_name),
+            interpolation,
+            fills,
+        )
+
+    def native(self, boxes: np.ndarray | None = None) -> np.ndarray:
+        """The native kernel's result (for ``boxes``, see
+        :data:`~torchvox.data.pending.WarpKernel`)."""
+        return native().warp(
+            self.array,
+            self.affine,
+            self.shape,
+            self.target_affine,
+            self.steps,
+            self.interpolation,
+            self.fills,
+            boxes,
+        )
+
+    def sitk(self) -> np.ndarray:
+        """SimpleITK's result, for the interpolators the kernel lacks."""
+        return _sitk_warp(
+            self.array,
+            self.affine,
+            self.shape,
+            self.target_affine,
+            self.steps,
+            self.interpolation,
+            self.fills,
+        )
+
+
+#: Interpolations whose kernels compute each voxel on its own (the row
+#: kernels), so a pending warp computes only the voxels a sampler needs.
+_PENDING_INTERPOLATIONS = ("nearest", "linear")
 
 
 def warp_image(
@@ -254,7 +322,21 @@ def warp_image(
     interpolation: str,
     fill: Sequence[float] | float = 0.0,
 ) -> None:
-    """Resample ``image`` in place onto (``shape``, ``target_affine``) through ``chain``."""
+    """Resample ``image`` in place onto (``shape``, ``target_affine``) through ``chain``.
+
+    Inside :func:`~torchvox.data.pending.deferred_voxels`, a nearest or linear
+    warp of a dtype the kernel takes is left pending on the image.
+    """
+    if deferring() and interpolation in _PENDING_INTERPOLATIONS:
+        call = _WarpCall.of(
+            image.data, image.affine, shape, target_affine, chain, interpolation, fill
+        )
+        if call.restore is None:
+            result_shape = (call.array.shape[0], *call.shape)
+            dtype = image.data.dtype
+            image._defer_voxels(PendingVoxels(call.native, result_shape, dtype))
+            image.affine = np.array(target_affine, dtype=np.float64)
+            return
     data = warp_tensor(image.data, image.affine, shape, target_affine, chain, interpolation, fill)
     image.set_data(data)
     image.affine = np.array(target_affine, dtype=np.float64)
