@@ -109,11 +109,28 @@ class LabelSampler(WeightedSampler):
         overridden = type(self).get_probability_map is not LabelSampler.get_probability_map
         if self.label_probabilities_dict is not None or overridden:
             return super()._centre_map(subject)
-        channel = self.get_probability_map_image(subject).data[0]
-        if channel.device.type != "cpu" or channel.dtype not in _NUMPY_DTYPES:
-            return super()._centre_map(subject)
-        mask = np.greater(channel.detach().numpy(), 0)
+        image = self.get_probability_map_image(subject)
+        pending = image._pending_voxels()
+        if pending is not None and pending.dtype in _NUMPY_DTYPES:
+            # Only the voxels where a patch can be centred count (the others are
+            # cleared), so only those are computed (see torchvox.data.pending).
+            values = pending.evaluate_boxes(self._centre_box(subject.spatial_shape))[0]
+        else:
+            channel = image.data[0]
+            if channel.device.type != "cpu" or channel.dtype not in _NUMPY_DTYPES:
+                return super()._centre_map(subject)
+            values = channel.detach().numpy()
+        mask = np.greater(values, 0)
         return np.ascontiguousarray(mask).view(np.uint8)
+
+    def _centre_box(self, shape: tuple[int, int, int]) -> np.ndarray:
+        """The ``(1, 6)`` box of the voxels where a patch can be centred: the
+        patch's centre is its voxel ``size // 2``, so the first ``size // 2`` and
+        the last ``(size - 1) // 2`` voxels of each axis are out."""
+        size = self.patch_size.astype(np.int64)
+        first = size // 2
+        end = np.asarray(shape, dtype=np.int64) - (size - 1) // 2
+        return np.concatenate((first, end))[None]
 
     @staticmethod
     def get_probabilities_from_label_map(
