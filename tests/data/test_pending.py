@@ -293,3 +293,22 @@ def test_native_kernels_reject_bad_boxes() -> None:
             [0.0],
             np.array([[-1, 0, 0, 1, 1, 1]]),
         )
+
+
+def test_mni152_queue_patches_are_those_of_computed_volumes(mni152, monkeypatch) -> None:
+    """Real data: the T1 (mostly background, so the warp skips taps) and the
+    tissue labels, a rotation and noise, patches centred on tissue."""
+    dataset = tio.SubjectsDataset(
+        [mni152], transform=tio.Compose([tio.RandomAffine(degrees=20), tio.RandomNoise()])
+    )
+    patches = SubjectPatches(dataset, tio.LabelSampler(64, "tissues"), 4)
+    assert not isinstance(patches._voxels_on_demand(), nullcontext)
+    pending = patches[(0, 2024)]
+    monkeypatch.setattr(SubjectPatches, "_voxels_on_demand", lambda self: nullcontext())
+    eager = patches[(0, 2024)]
+    for ours, theirs in zip(pending, eager, strict=True):
+        assert torch.equal(ours["location"], theirs["location"])
+        assert torch.any(theirs["tissues"].data > 0)
+        for key in ("t1", "tissues"):
+            assert _same_bits(ours[key].data, theirs[key].data), key
+            np.testing.assert_array_equal(ours[key].affine, theirs[key].affine)
