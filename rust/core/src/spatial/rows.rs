@@ -140,12 +140,15 @@ impl<W: Real> RowScratch<W> {
     }
 }
 
-/// Input continuous indices of the output row `(i, j, 0..nk)`.
+/// Input continuous indices of the output row `(i, j, 0..nk)`: at least of
+/// its points `span` (affine-only chains compute those alone), each the same
+/// bits whichever points are computed.
 #[inline(always)]
 fn row_coordinates(
     plan: &Plan<'_>,
     i: usize,
     j: usize,
+    span: Range<usize>,
     x: &mut [Vec<f64>; 3],
     lazy: &mut LazyRows,
     points: &mut [Vec<f64>; 3],
@@ -158,7 +161,7 @@ fn row_coordinates(
         let step = affine::column(&plan.head, 2);
         // One axis at a time, so that the loops vectorise.
         for ((x, base), step) in [x0, x1, x2].into_iter().zip(base).zip(step) {
-            for (k, x) in x.iter_mut().enumerate() {
+            for (x, k) in x[span.clone()].iter_mut().zip(span.clone()) {
                 *x = base + (k as i32 as f64) * step;
             }
         }
@@ -542,12 +545,12 @@ fn plane_body<T: Voxel, W: Real>(
         if runs.is_empty() {
             continue;
         }
-        // The coordinates of the whole row, even for a few runs: they cost
-        // little next to the taps, and each point's are those of a full row.
+        let span = runs[0][0]..runs[runs.len() - 1][1];
         row_coordinates(
             job.plan,
             i,
             j,
+            span,
             &mut scratch.x,
             &mut scratch.lazy,
             &mut scratch.points,
