@@ -145,6 +145,30 @@ fn bench_warp(c: &mut Criterion) {
             })
         });
     }
+    // Ten 64^3 boxes, as a queue samples patches: about half the grid.
+    let boxes: Vec<[usize; 6]> = (0..10)
+        .map(|n| {
+            let [i, j, k] = [(n * 37) % 65, (n * 23) % 65, (n * 53) % 65];
+            [i, j, k, i + 64, j + 64, k + 64]
+        })
+        .collect();
+    if let Ok(regions) = torchvox_core::regions::Regions::from_boxes(grid.shape, &boxes) {
+        c.bench_function("warp affine 1x128^3 f32 Linear, ten 64^3 boxes", |b| {
+            b.iter(|| {
+                parallel::install(|| {
+                    warp::warp_regions(
+                        v.view(),
+                        &IDENTITY,
+                        &grid,
+                        &[warp::Step::Affine(rotation)],
+                        Interpolation::Linear,
+                        &[0.0],
+                        Some(&regions),
+                    )
+                })
+            })
+        });
+    }
     let points = ndarray::Array4::from_shape_fn((7, 7, 7, 3), |(a, b, c, d)| {
         ((a * 5 + b * 3 + c + d) % 7) as f64 - 3.0
     });
@@ -263,6 +287,22 @@ fn bench_kspace_intensity_filter(c: &mut Criterion) {
     c.bench_function("noise 1x128^3 f32", |b| {
         b.iter(|| parallel::install(|| noise::add_noise(v.view(), 0.0, 1.0, 7, false)))
     });
+    let boxes: Vec<[usize; 6]> = (0..10)
+        .map(|n| {
+            let [i, j, k] = [(n * 37) % 65, (n * 23) % 65, (n * 53) % 65];
+            [i, j, k, i + 64, j + 64, k + 64]
+        })
+        .collect();
+    if let Ok(regions) = torchvox_core::regions::Regions::from_boxes([128, 128, 128], &boxes) {
+        let mut noisy = v.clone();
+        c.bench_function("noise 1x128^3 f32 in place, ten 64^3 boxes", |b| {
+            b.iter(|| {
+                parallel::install(|| {
+                    noise::add_noise_in_regions(noisy.view_mut(), 0.0, 1.0, 7, false, &regions)
+                })
+            })
+        });
+    }
     c.bench_function("gamma 1x128^3 f32", |b| {
         b.iter(|| parallel::install(|| gamma::gamma(v.view(), &[0.8], false)))
     });
