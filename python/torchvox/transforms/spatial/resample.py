@@ -282,31 +282,26 @@ class _WarpCall:
             fills,
         )
 
+    def _arguments(self) -> tuple[Any, ...]:
+        """The arguments both warps take, in their order."""
+        return (
+            self.array,
+            self.affine,
+            self.shape,
+            self.target_affine,
+            self.steps,
+            self.interpolation,
+            self.fills,
+        )
+
     def native(self, boxes: np.ndarray | None = None) -> np.ndarray:
         """The native kernel's result (for ``boxes``, see
         :data:`~torchvox.data.pending.WarpKernel`)."""
-        return native().warp(
-            self.array,
-            self.affine,
-            self.shape,
-            self.target_affine,
-            self.steps,
-            self.interpolation,
-            self.fills,
-            boxes,
-        )
+        return native().warp(*self._arguments(), boxes)
 
     def sitk(self) -> np.ndarray:
         """SimpleITK's result, for the interpolators the kernel lacks."""
-        return _sitk_warp(
-            self.array,
-            self.affine,
-            self.shape,
-            self.target_affine,
-            self.steps,
-            self.interpolation,
-            self.fills,
-        )
+        return _sitk_warp(*self._arguments())
 
 
 #: Interpolations whose kernels compute each voxel on its own (the row
