@@ -102,11 +102,15 @@ class FusionRun:
             data = state.data
             if state.to_float32 and _is_scalar(image) and data.dtype != torch.float32:
                 data = data.to(torch.float32)
-            shape, target_affine = image.spatial_shape, image.affine
-            # Back to the original grid and data, then through the whole chain.
-            image.set_data(data)
-            image.affine = state.affine
-            warp_image(image, shape, target_affine, state.chain, state.interpolation, state.fill)
+            warp_image(
+                image,
+                image.spatial_shape,
+                image.affine,
+                state.chain,
+                state.interpolation,
+                state.fill,
+                source=(data, state.affine),
+            )
         self._images.clear()
 
 

@@ -316,24 +316,26 @@ def warp_image(
     chain: Sequence[ChainStep],
     interpolation: str,
     fill: Sequence[float] | float = 0.0,
+    source: tuple[torch.Tensor, np.ndarray] | None = None,
 ) -> None:
     """Resample ``image`` in place onto (``shape``, ``target_affine``) through ``chain``.
 
     Inside :func:`~torchvox.data.pending.deferred_voxels`, a nearest or linear
     warp of a dtype the kernel takes is left pending on the image.
+
+    Args:
+        source: The ``(data, affine)`` to resample instead of the image's own
+            (a fused run resamples the data it started from).
     """
+    data, affine = source if source is not None else (image.data, image.affine)
     if deferring() and interpolation in _PENDING_INTERPOLATIONS:
-        call = _WarpCall.of(
-            image.data, image.affine, shape, target_affine, chain, interpolation, fill
-        )
+        call = _WarpCall.of(data, affine, shape, target_affine, chain, interpolation, fill)
         if call.restore is None:
             result_shape = (call.array.shape[0], *call.shape)
-            dtype = image.data.dtype
-            image._defer_voxels(PendingVoxels(call.native, result_shape, dtype))
+            image._defer_voxels(PendingVoxels(call.native, result_shape, data.dtype))
             image.affine = np.array(target_affine, dtype=np.float64)
             return
-    data = warp_tensor(image.data, image.affine, shape, target_affine, chain, interpolation, fill)
-    image.set_data(data)
+    image.set_data(warp_tensor(data, affine, shape, target_affine, chain, interpolation, fill))
     image.affine = np.array(target_affine, dtype=np.float64)
 
 
