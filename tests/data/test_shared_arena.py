@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import pickle
 
 import numpy as np
@@ -27,6 +28,14 @@ def _dataset(n: int = 4, shape=(1, 20, 18, 16)) -> tio.SubjectsDataset:
             )
         )
     return tio.SubjectsDataset(subjects, transform=tio.RandomNoise())
+
+
+@pytest.fixture(autouse=True)
+def _no_spare_arena():
+    """Every test starts without an arena left by another test's queue."""
+    _shared_arena.release_spare()
+    yield
+    _shared_arena.release_spare()
 
 
 def _in_arena(tensor: torch.Tensor, arena: SharedArena) -> bool:
@@ -148,3 +157,119 @@ def test_a_full_partition_falls_back_to_ordinary_memory(monkeypatch) -> None:
         assert torch.equal(ours["location"], theirs["location"])
         assert torch.equal(ours["t1"].data, theirs["t1"].data)
         assert torch.equal(ours["seg"].data, theirs["seg"].data)
+
+
+def _drain(queue: tio.Queue, epochs: int = 1) -> list[tio.Subject]:
+    return [queue[i] for _ in range(epochs) for i in range(len(queue))]
+
+
+def _assert_same_patches(ours: list[tio.Subject], theirs: list[tio.Subject]) -> None:
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a["location"], b["location"])
+        assert torch.equal(a["t1"].data, b["t1"].data)
+        assert torch.equal(a["seg"].data, b["seg"].data)
+
+
+def _reference_patches(seed: int, epochs: int = 1) -> list[tio.Subject]:
+    torch.manual_seed(seed)
+    queue = tio.Queue(_dataset(), 6, 3, tio.UniformSampler((6, 5, 4)), num_workers=0)
+    return _drain(queue, epochs)
+
+
+def test_a_new_queue_takes_over_the_arena_of_one_gone() -> None:
+    torch.manual_seed(1)
+    first = tio.Queue(_dataset(), 6, 3, tio.UniformSampler((6, 5, 4)), num_workers=2)
+    _drain(first)
+    arena = first._arena
+    assert arena is not None and arena.resident_bytes > 0
+    del first
+    assert _shared_arena._spare is arena
+    torch.manual_seed(2)
+    second = tio.Queue(_dataset(), 6, 3, tio.UniformSampler((6, 5, 4)), num_workers=2)
+    patches = _drain(second, epochs=2)
+    assert second._arena is arena
+    assert all(_in_arena(p["t1"].data, arena) for p in patches)
+    _assert_same_patches(patches, _reference_patches(2, epochs=2))
+
+
+def test_patches_kept_from_a_gone_queue_are_never_overwritten() -> None:
+    torch.manual_seed(3)
+    first = tio.Queue(_dataset(), 6, 3, tio.UniformSampler((6, 5, 4)), num_workers=2)
+    kept = _drain(first)
+    copies = [(p["t1"].data.clone(), p["seg"].data.clone()) for p in kept]
+    arena = first._arena
+    del first
+    second = tio.Queue(_dataset(), 6, 3, tio.UniformSampler((6, 5, 4)), num_workers=2)
+    _drain(second, epochs=3)
+    assert second._arena is arena
+    for patch, (t1, seg) in zip(kept, copies, strict=True):
+        assert _in_arena(patch["t1"].data, arena)
+        assert torch.equal(patch["t1"].data, t1)
+        assert torch.equal(patch["seg"].data, seg)
+
+
+def test_a_queue_gone_mid_epoch_stops_its_workers_before_another_takes_over() -> None:
+    # Workers still busy with the rest of the epoch must not write into the
+    # blocks the next queue's workers allocate: they have exited by the time
+    # the arena is handed on.
+    first = tio.Queue(_dataset(n=8), 6, 3, tio.UniformSampler((6, 5, 4)), num_workers=2)
+    first[0]
+    workers = first._workers
+    assert workers is not None and workers._iterator is not None
+    processes = list(workers._iterator._workers)
+    assert len(processes) == 2
+    del first
+    assert _shared_arena._spare is not None
+    assert not any(process.is_alive() for process in processes)
+    torch.manual_seed(4)
+    second = tio.Queue(_dataset(), 6, 3, tio.UniformSampler((6, 5, 4)), num_workers=2)
+    _assert_same_patches(_drain(second), _reference_patches(4))
+
+
+def test_an_arena_above_the_limit_is_not_kept(monkeypatch) -> None:
+    monkeypatch.setattr(_shared_arena, "SPARE_LIMIT_BYTES", BLOCK_BYTES)
+    queue = tio.Queue(_dataset(), 6, 3, tio.UniformSampler((6, 5, 4)), num_workers=2)
+    _drain(queue)
+    assert queue._arena is not None and queue._arena.resident_bytes > BLOCK_BYTES
+    del queue
+    assert _shared_arena._spare is None
+
+
+def test_release_cached_memory_drops_the_spare_arena_and_the_pools() -> None:
+    from torchvox.data.inference import grid_sampler
+
+    subject = tio.Subject(t1=tio.ScalarImage(tensor=torch.rand(1, 12, 12, 12)))
+    for batch in tio.SubjectsLoader(tio.GridSampler(subject, 4), batch_size=2):
+        del batch
+    assert grid_sampler._BATCHES._arrays
+    queue = tio.Queue(_dataset(), 6, 3, tio.UniformSampler((6, 5, 4)), num_workers=2)
+    _drain(queue)
+    del queue
+    assert _shared_arena._spare is not None
+    tio.data.release_cached_memory()
+    assert _shared_arena._spare is None
+    assert not grid_sampler._BATCHES._arrays
+
+
+def _acquire_in_child(connection) -> None:
+    inherited = _shared_arena._spare
+    connection.send(inherited is not None and _shared_arena.acquire(2) is not inherited)
+
+
+def test_a_forked_child_never_takes_its_parents_spare_arena() -> None:
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("fork not available")
+    queue = tio.Queue(_dataset(), 6, 3, tio.UniformSampler((6, 5, 4)), num_workers=2)
+    _drain(queue)
+    del queue
+    spare = _shared_arena._spare
+    assert spare is not None
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_acquire_in_child, args=(sender,))
+    child.start()
+    took_a_new_one = receiver.recv()
+    child.join()
+    assert took_a_new_one
+    assert _shared_arena._spare is spare  # still the parent's to hand out

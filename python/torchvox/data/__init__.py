@@ -1,6 +1,7 @@
 """Data model: images, subjects, datasets, loaders and I/O."""
 
 from . import inference, io, sampler
+from .cached_memory import release_cached_memory
 from .dataset import SubjectsDataset
 from .image import Image, LabelMap, ScalarImage
 from .inference import GridAggregator, GridSampler
@@ -27,5 +28,6 @@ __all__ += [
     "UniformSampler",
     "WeightedSampler",
     "inference",
+    "release_cached_memory",
     "sampler",
 ]

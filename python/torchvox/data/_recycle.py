@@ -19,7 +19,7 @@ import weakref
 
 import numpy as np
 
-__all__ = ["ArrayPool"]
+__all__ = ["ArrayPool", "clear_pools"]
 
 # Every pool, so that a forked child (a DataLoader worker) gets new locks: a
 # lock that another thread held at the fork would never be released there.
@@ -33,6 +33,12 @@ def _reset_locks_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_locks_after_fork)
+
+
+def clear_pools() -> None:
+    """Forgets the arrays of every pool of this process (see :meth:`ArrayPool.clear`)."""
+    for pool in list(_POOLS):
+        pool.clear()
 
 
 class ArrayPool:

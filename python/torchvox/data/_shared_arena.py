@@ -18,6 +18,14 @@ goes from free to used only in the worker that owns it, and back to free only
 in the main process, once nothing views the block any more. Only the pages a
 worker writes become resident: a partition's size is address space, not
 memory.
+
+A queue that goes away leaves its arena to the next queue of the process
+(:func:`acquire`, :func:`retire`), up to :data:`SPARE_LIMIT_BYTES` of resident
+memory: the pages its workers wrote stay resident, so the next queue's
+workers write patches into memory that is already there instead of faulting
+in (and zeroing) new pages, which took as long as cropping the patches
+several times over for a new queue's first subjects.
+:func:`~torchvox.data.release_cached_memory` gives that memory back.
 """
 
 from __future__ import annotations
@@ -38,13 +46,16 @@ from torch.utils.data import get_worker_info
 from ..constants import DATA
 from .subject import Subject
 
-__all__ = ["ArenaRef", "SharedArena"]
+__all__ = ["ArenaRef", "SharedArena", "acquire", "release_spare", "retire"]
 
 #: Allocation granularity: small enough that a few small patches do not waste
 #: much, large enough that the state bytes of a partition stay few.
 BLOCK_BYTES = 1 << 16
 #: Address space of each worker's partition (only written pages use memory).
 PARTITION_BYTES = 1 << 31
+
+#: Resident memory up to which a retired arena is kept for the next queue.
+SPARE_LIMIT_BYTES = 1 << 30
 
 _FREE = 0
 _USED = 1
@@ -89,6 +100,9 @@ class SharedArena:
 
     def __init__(self, num_partitions: int, fd: int | None = None):
         self.num_partitions = num_partitions
+        # Only an arena this process created may serve another queue: an
+        # attached one is also the creator's, whose workers write into it.
+        self._created = fd is None
         self._blocks_per_partition = PARTITION_BYTES // BLOCK_BYTES
         num_blocks = num_partitions * self._blocks_per_partition
         # The state bytes come first; the data starts at the next block boundary.
@@ -244,9 +258,61 @@ class SharedArena:
             self._states[first : first + num_blocks] = _USED
 
     @property
+    def resident_bytes(self) -> int:
+        """Bytes of the arena's memory file that hold pages (those ever written)."""
+        return os.fstat(self._fd).st_blocks * 512
+
+    @property
     def allocated_bytes(self) -> int:
         """Bytes of the blocks currently allocated (an upper bound of what they hold)."""
         return int(np.count_nonzero(self._states)) * BLOCK_BYTES
+
+
+# The arena of a queue that went away, kept for the next queue of this process.
+_spare: SharedArena | None = None
+
+
+def acquire(num_partitions: int) -> SharedArena | None:
+    """An arena for a new queue's ``num_partitions`` workers: the spare one if it
+    has partitions enough, else a new one (``None`` where memory files are not
+    available)."""
+    global _spare
+    spare, _spare = _spare, None
+    # A forked child's copy of the spare maps its parent's memory: only the
+    # parent may hand it to a queue.
+    if (
+        spare is not None
+        and spare._owner_pid == os.getpid()
+        and spare.num_partitions >= num_partitions
+    ):
+        return spare
+    return SharedArena.create(num_partitions)
+
+
+def retire(arena: SharedArena) -> None:
+    """Keeps ``arena`` for the next queue, once no worker writes into it any more.
+
+    Call it only after the workers that used the arena have exited. The
+    blocks that tensors of this process still view stay allocated. An arena
+    another process created, or holding more than :data:`SPARE_LIMIT_BYTES`,
+    is left to be freed with its last view.
+    """
+    global _spare
+    if not arena._created or arena._owner_pid != os.getpid():
+        return
+    if arena.resident_bytes > SPARE_LIMIT_BYTES:
+        return
+    arena.reclaim()
+    _spare = arena
+
+
+def release_spare() -> None:
+    """Frees the memory of the arena kept for the next queue, if any.
+
+    Its pages go back to the system once no patch tensor views them.
+    """
+    global _spare
+    _spare = None
 
 
 def _attach(fd: Any, num_partitions: int) -> SharedArena:

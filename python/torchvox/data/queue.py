@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence, Sized
 from typing import Any
 
@@ -9,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..utils import format_bytes
-from ._shared_arena import SharedArena
+from ._shared_arena import SharedArena, acquire, retire
 from ._subject_patches import (
     LoadAhead,
     PatchWorkers,
@@ -44,7 +45,10 @@ class Queue(Dataset):
     - Workers crop the patches themselves, into memory shared with the main
       process (on Linux), so that only patches, not whole volumes, cross
       between processes, and without a copy. That memory is reused from one
-      subject to the next and released with the queue.
+      subject to the next. When the queue goes away, the next queue of the
+      process takes it over (up to 1 GiB of it; see
+      :func:`torchvox.data.release_cached_memory`), so that the workers of a
+      queue made every epoch or every experiment do not fault in new pages.
     - Workers are kept from one epoch to the next (as a DataLoader's
       ``persistent_workers``) while the dataset (its subjects and transform)
       and the sampler are unchanged, so the patches are still those that new
@@ -284,12 +288,27 @@ class Queue(Dataset):
         return self._workers.epoch(tasks)
 
     def _shared_arena(self) -> SharedArena | None:
-        """The memory the workers crop patches into (created once), if there are workers."""
+        """The memory the workers crop patches into (taken once), if there are workers.
+
+        Call it only while no worker runs.
+        """
         if self.num_workers == 0:
             return None
         if self._arena is None or self._arena.num_partitions < self.num_workers:
-            self._arena = SharedArena.create(self.num_workers)
+            if self._arena is not None:
+                retire(self._arena)
+            self._arena = acquire(self.num_workers)
         return self._arena
+
+    def __del__(self) -> None:
+        # The arena goes to the next queue, once no worker of this one can
+        # write into it. (At interpreter exit the memory goes anyway.)
+        arena = getattr(self, "_arena", None)
+        if arena is None or sys.is_finalizing():
+            return
+        self._stop_workers()
+        self._arena = None
+        retire(arena)
 
     def get_max_memory(self, subject: Subject | None = None) -> int:
         """Maximum memory of the queued patches in bytes (assuming float32 voxels).
