@@ -307,6 +307,44 @@ def test_read_image_fast_path_defers_to_other_readers(tmp_path: Path) -> None:
     assert read_image_fast(tmp_path / "image.nrrd") is None
 
 
+def test_sitk_header_is_remembered_by_its_fields(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import torchio
+
+    from torchvox.data import io, nifti
+
+    def oblique(angle: float) -> np.ndarray:
+        c, s = np.cos(angle), np.sin(angle)
+        affine = np.diag([1.5, 1.0, 2.0, 1.0])
+        affine[:2, :2] = [[1.5 * c, -s], [1.5 * s, c]]
+        affine[:3, 3] = [3.0, -4.0, 5.0]
+        return affine
+
+    reads: list[str] = []
+    real_reader = io.get_reader
+    monkeypatch.setattr(io, "get_reader", lambda path: reads.append(str(path)) or real_reader(path))
+    data = np.random.default_rng(9).random((6, 5, 4)).astype(np.float32)
+    path = _save(nib.Nifti1Image(data, oblique(0.3)), tmp_path / "head.nii.gz")
+    first = nifti.read_image_fast(path)
+    assert first is not None and len(reads) == 1
+    first[1][0, 0] = 99.0  # the caller's affine is its own
+    again = nifti.read_image_fast(path)
+    assert again is not None and len(reads) == 1
+    np.testing.assert_array_equal(again[1], torchio.io.read_image(path)[1])
+    # Rewritten with another orientation (and the same size): read again.
+    _save(nib.Nifti1Image(data, oblique(-0.7)), path)
+    changed = nifti.read_image_fast(path)
+    assert changed is not None and len(reads) == 2
+    np.testing.assert_array_equal(changed[1], torchio.io.read_image(path)[1])
+    # Only the qform differs (the sform, which nibabel's affine shows, does not).
+    image = nib.Nifti1Image(data, oblique(-0.7))
+    image.set_qform(oblique(0.2), code=1)
+    _save(image, path)
+    assert nifti.read_image_fast(path) is not None and len(reads) == 3
+    np.testing.assert_array_equal(nifti.read_image_fast(path)[1], torchio.io.read_image(path)[1])
+
+
 def test_region_reader_and_writer(tmp_path: Path) -> None:
     from torchvox.data.nifti import read_nifti, read_nifti_region, write_nifti
 

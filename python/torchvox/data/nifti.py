@@ -31,6 +31,14 @@ __all__ = [
 
 _SUFFIXES = (".nii", ".nii.gz")
 
+#: Spatial size and RAS+ affine of the headers SimpleITK read, by header fields
+#: (see :func:`_sitk_header`). Cleared whole when it reaches ``_HEADER_CACHE_SIZE``.
+_HEADERS: dict[str, tuple[tuple[int, ...], np.ndarray]] = {}
+_HEADER_CACHE_SIZE = 4096
+#: Header items that play no part in SimpleITK's geometry (``affine`` is
+#: nibabel's reading of the fields the key holds anyway).
+_NOT_GEOMETRY = ("affine", "descrip")
+
 
 def is_nifti(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` names a single-file NIfTI image (``.nii`` or ``.nii.gz``)."""
@@ -79,17 +87,14 @@ def read_image_fast(path: str | os.PathLike[str]) -> tuple[torch.Tensor, np.ndar
     """
     if not is_nifti(path):
         return None
-    from .io import get_ras_affine_from_sitk, get_reader
-
     try:
-        reader = get_reader(Path(path))
+        spatial, affine = _sitk_header(path)
         tensor, _ = read_nifti(path)
     except (RuntimeError, ValueError, TypeError, OSError):
         return None
-    spatial = tuple(int(n) for n in reader.GetSize()[:3])
     if spatial + (1,) * (3 - len(spatial)) != tuple(tensor.shape[1:]):
         return None
-    return tensor, get_ras_affine_from_sitk(reader)
+    return tensor, affine
 
 
 def read_nifti_region(
@@ -147,3 +152,33 @@ def write_nifti(
     array = to_numpy(tensor)
     matrix = np.ascontiguousarray(np.asarray(affine, dtype=np.float64))
     native().nifti_write(Path(path), array, matrix, compression, nifti2)
+
+
+def _sitk_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.ndarray]:
+    """The spatial size and RAS+ affine of SimpleITK's reading of ``path``'s header.
+
+    SimpleITK derives them from the header's fields alone, so they are
+    remembered by those fields: a file read again (every epoch, or by several
+    subjects) costs the native reader's look at its header (0.07 ms) instead
+    of SimpleITK's (1.5 ms for a ``.nii.gz``), and a file rewritten with
+    another geometry is read again.
+
+    Raises:
+        RuntimeError: If SimpleITK cannot read the header.
+        ValueError: If the native reader cannot.
+        OSError: If the file cannot be read.
+    """
+    from .io import get_ras_affine_from_sitk, get_reader
+
+    header = native().nifti_read_header(os.fspath(path))
+    key = repr(sorted((name, value) for name, value in header.items() if name not in _NOT_GEOMETRY))
+    known = _HEADERS.get(key)
+    if known is None:
+        reader = get_reader(Path(path))
+        known = (tuple(int(n) for n in reader.GetSize()[:3]), get_ras_affine_from_sitk(reader))
+        if len(_HEADERS) >= _HEADER_CACHE_SIZE:
+            _HEADERS.clear()
+        _HEADERS[key] = known
+    spatial, affine = known
+    # A copy: the caller's image owns its affine and may change it in place.
+    return spatial, affine.copy()

@@ -33,13 +33,18 @@ fn header_dict<'py>(py: Python<'py>, header: &Header) -> PyResult<Bound<'py, PyD
     dict.set_item("scaling", header.scaling())?;
     dict.set_item("qform_code", header.qform_code)?;
     dict.set_item("sform_code", header.sform_code)?;
+    dict.set_item("quatern", header.quatern.to_vec())?;
+    dict.set_item("qoffset", header.qoffset.to_vec())?;
+    dict.set_item("srow", header.srow.map(|row| row.to_vec()).to_vec())?;
+    dict.set_item("xyzt_units", header.xyzt_units)?;
     dict.set_item("intent_code", header.intent_code)?;
     dict.set_item("descrip", header.descrip.clone())?;
     Ok(dict)
 }
 
 /// Reads only the header of a `.nii`/`.nii.gz`: a dict with `shape`
-/// `(C, I, J, K)`, `affine` (4x4 RAS), `datatype`, `scaling`, codes...
+/// `(C, I, J, K)`, `affine` (4x4 RAS), `datatype`, `scaling`, the qform and
+/// sform fields and codes, units...
 #[pyfunction]
 pub fn nifti_read_header<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
     let header = py
