@@ -307,9 +307,7 @@ def test_read_image_fast_path_defers_to_other_readers(tmp_path: Path) -> None:
     assert read_image_fast(tmp_path / "image.nrrd") is None
 
 
-def test_sitk_header_is_remembered_by_its_fields(
-    tmp_path: Path, monkeypatch
-) -> None:
+def test_sitk_header_is_remembered_by_its_fields(tmp_path: Path, monkeypatch) -> None:
     import torchio
 
     from torchvox.data import io, nifti
