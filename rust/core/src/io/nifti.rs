@@ -1056,19 +1056,18 @@ fn transpose_tile_raw32<O>(
 /// such voxels that `decode_parallel` gathers, and of `gather_quad_raw32`.
 const RAW32_BLOCK: usize = 16;
 
-/// Side of the square tiles of 1-byte voxels that `gather_tile_raw8` transposes.
-const RAW8_BLOCK: usize = 16;
-
-/// `decode_parallel` for 1-byte voxels (label maps): the `RAW8_BLOCK`
-/// voxels along i that start each of `RAW8_BLOCK` consecutive slabs in `src`
-/// (`slab` bytes apart) go to `rows[ii][at..at + RAW8_BLOCK]`.
+/// `decode_parallel` for voxels of `N` = 1 or 2 bytes copied as they are
+/// (label maps, CT): the `16 / N` voxels along i that start each of `16 / N`
+/// consecutive slabs in `src` (`slab` bytes apart) go to
+/// `rows[ii][at..at + 16 / N]`.
 ///
-/// On x86_64 the tile is transposed in SSE2 registers: sixteen 16-byte loads
-/// and stores where the scalar path moves one byte at a time to places
-/// `RAW8_BLOCK` rows apart (which made decoding a 1 mm uint8 label map take
-/// longer than inflating it). Elsewhere `convert` decodes the bytes one by one.
+/// On x86_64 the tile is transposed in SSE2 registers (16 x 16 bytes, or
+/// 8 x 8 16-bit lanes): one 16-byte load and store per row where the scalar
+/// path moves one voxel at a time to places a row apart (which made decoding
+/// a 1 mm uint8 label map take longer than inflating it). Elsewhere `convert`
+/// decodes the voxels one by one.
 #[inline(always)]
-fn gather_tile_raw8<O, F>(
+fn gather_tile_narrow<O, F, const N: usize>(
     src: &[u8],
     slab: usize,
     rows: &mut [&mut [std::mem::MaybeUninit<O>]],
@@ -1077,32 +1076,87 @@ fn gather_tile_raw8<O, F>(
 ) where
     F: Fn(&[u8]) -> O,
 {
-    let src = &src[..(RAW8_BLOCK - 1) * slab + RAW8_BLOCK];
-    let rows = &mut rows[..RAW8_BLOCK];
+    let side = 16 / N;
+    let src = &src[..(side - 1) * slab + 16];
+    let rows = &mut rows[..side];
     #[cfg(target_arch = "x86_64")]
-    if std::mem::size_of::<O>() == 1 {
+    if std::mem::size_of::<O>() == N && (N == 1 || N == 2) {
         use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_storeu_si128};
         // SAFETY: SSE2 is part of the x86_64 baseline. `src` was cut to hold
-        // byte `(RAW8_BLOCK - 1) * slab + RAW8_BLOCK - 1`, the last that the
-        // load of slab `a < RAW8_BLOCK` reads.
-        let columns = transpose_16x16_epi8(std::array::from_fn(|a| unsafe {
-            _mm_loadu_si128(src.as_ptr().add(a * slab).cast::<__m128i>())
-        }));
+        // byte `(side - 1) * slab + 15`, the last that the load of slab
+        // `a < side` reads.
+        let load =
+            |a: usize| unsafe { _mm_loadu_si128(src.as_ptr().add(a * slab).cast::<__m128i>()) };
+        let mut columns = [load(0); 16];
+        if N == 1 {
+            columns = transpose_16x16_epi8(std::array::from_fn(load));
+        } else {
+            columns[..8].copy_from_slice(&transpose_8x8_epi16(std::array::from_fn(load)));
+        }
         for (row, column) in rows.iter_mut().zip(columns) {
-            let dst = &mut row[at..at + RAW8_BLOCK];
-            // SAFETY: `dst` is 16 elements of 1 byte, the 16 bytes the
-            // unaligned store writes; any bit pattern is a valid `O` (u8 or
-            // i8, the raw 1-byte voxel types).
+            let dst = &mut row[at..at + side];
+            // SAFETY: `dst` is `side` elements of `N` bytes, the 16 bytes the
+            // unaligned store writes; any bit pattern is a valid `O` (the raw
+            // 1- and 2-byte voxel types are integers).
             unsafe { _mm_storeu_si128(dst.as_mut_ptr().cast::<__m128i>(), column) };
         }
         return;
     }
-    for a in 0..RAW8_BLOCK {
-        let run = &src[a * slab..a * slab + RAW8_BLOCK];
-        for (row, raw) in rows.iter_mut().zip(run.chunks_exact(1)) {
+    for a in 0..side {
+        let run = &src[a * slab..a * slab + 16];
+        for (row, raw) in rows.iter_mut().zip(run.chunks_exact(N)) {
             row[at + a].write(convert(raw));
         }
     }
+}
+
+/// Transposes an 8 x 8 matrix of 16-bit lanes held in eight SSE2 rows: lane
+/// `c` of row `r` in becomes lane `r` of row `c` out (three rounds of
+/// interleaving, as in [`transpose_16x16_epi8`]).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn transpose_8x8_epi16(rows: [std::arch::x86_64::__m128i; 8]) -> [std::arch::x86_64::__m128i; 8] {
+    use std::arch::x86_64::{
+        _mm_unpackhi_epi16, _mm_unpackhi_epi32, _mm_unpackhi_epi64, _mm_unpacklo_epi16,
+        _mm_unpacklo_epi32, _mm_unpacklo_epi64,
+    };
+    // SAFETY (every block): SSE2 is part of the x86_64 baseline, and the
+    // unpacks only move lanes between registers.
+    // Rows 2p, 2p + 1: columns 0-3 (unit 2p), 4-7 (unit 2p + 1).
+    let pairs: [_; 8] = std::array::from_fn(|n| {
+        let (p, high) = (n / 2, n % 2 == 1);
+        let (a, b) = (rows[2 * p], rows[2 * p + 1]);
+        unsafe {
+            if high {
+                _mm_unpackhi_epi16(a, b)
+            } else {
+                _mm_unpacklo_epi16(a, b)
+            }
+        }
+    });
+    // Rows 4q..4q + 4: columns 2m, 2m + 1 in unit 4q + m.
+    let quads: [_; 8] = std::array::from_fn(|n| {
+        let (q, m) = (n / 4, n % 4);
+        let (a, b) = (pairs[4 * q + m / 2], pairs[4 * q + 2 + m / 2]);
+        unsafe {
+            if m % 2 == 1 {
+                _mm_unpackhi_epi32(a, b)
+            } else {
+                _mm_unpacklo_epi32(a, b)
+            }
+        }
+    });
+    // All rows: column c in unit c.
+    std::array::from_fn(|c| {
+        let (a, b) = (quads[c / 2], quads[4 + c / 2]);
+        unsafe {
+            if c % 2 == 1 {
+                _mm_unpackhi_epi64(a, b)
+            } else {
+                _mm_unpacklo_epi64(a, b)
+            }
+        }
+    })
 }
 
 /// Transposes a 16 x 16 matrix of bytes held in sixteen SSE2 rows: byte `c`
@@ -1423,7 +1477,10 @@ impl Layout {
         // Bytes from a voxel of the file to the same voxel of the next k slab.
         let slab_stride = nx * ny * N;
         let raw32 = raw && N == 4 && std::mem::size_of::<O>() == 4;
-        let raw8 = raw && N == 1 && std::mem::size_of::<O>() == 1;
+        // 1- and 2-byte voxels copied as they are go through square tiles of
+        // one 16-byte register per row (`gather_tile_narrow`).
+        let narrow = raw && (N == 1 || N == 2) && std::mem::size_of::<O>() == N;
+        let side = 16 / N;
         let Some(out) = output.as_slice_mut() else {
             return Err(Error::Shape(
                 "freshly allocated output is not contiguous".into(),
@@ -1457,20 +1514,19 @@ impl Layout {
                     for ib in (0..ri).step_by(block) {
                         let width = block.min(ri - ib);
                         let block_planes = &mut planes[ib..ib + width];
-                        if raw8 && width % RAW8_BLOCK == 0 {
-                            let tiles_end = rk - rk % RAW8_BLOCK;
-                            for kt in (0..tiles_end).step_by(RAW8_BLOCK) {
-                                let start = row + ib + nx * ny * kt;
-                                for a in 0..RAW8_BLOCK {
-                                    let ahead = start + a * slab_stride + ROWS_AHEAD * nx;
+                        if narrow && width % side == 0 {
+                            let tiles_end = rk - rk % side;
+                            for kt in (0..tiles_end).step_by(side) {
+                                let start = (row + ib + nx * ny * kt) * N;
+                                for a in 0..side {
+                                    let ahead = start + a * slab_stride + ROWS_AHEAD * nx * N;
                                     prefetch(data.as_ptr().wrapping_add(ahead));
                                 }
-                                for sub in (0..width).step_by(RAW8_BLOCK) {
-                                    let rows = &mut block_planes[sub..sub + RAW8_BLOCK];
-                                    gather_tile_raw8(
-                                        &data[start + sub..],
+                                for sub in (0..width).step_by(side) {
+                                    gather_tile_narrow::<O, F, N>(
+                                        &data[start + sub * N..],
                                         slab_stride,
-                                        rows,
+                                        &mut block_planes[sub..sub + side],
                                         j * rk + kt,
                                         &convert,
                                     );
@@ -1478,9 +1534,9 @@ impl Layout {
                             }
                             for k in tiles_end..rk {
                                 let voxel = row + ib + nx * ny * k;
-                                let run = &data[voxel..voxel + width];
+                                let run = &data[voxel * N..(voxel + width) * N];
                                 for (plane_rows, raw) in
-                                    block_planes.iter_mut().zip(run.chunks_exact(1))
+                                    block_planes.iter_mut().zip(run.chunks_exact(N))
                                 {
                                     plane_rows[j * rk + k].write(convert(raw));
                                 }
@@ -2080,14 +2136,16 @@ mod tests {
         }
     }
 
-    /// 1-byte voxels decode through 16 x 16 tiles: 70 = 64 + 6 along i (a
-    /// block of four tiles and a rest), 37 = 2 x 16 + 5 along k; the regions
-    /// shift the blocks off the file's alignment or leave only rests. Two
-    /// files, the low and the high byte of each voxel's file index, together
-    /// place every voxel one-to-one.
+    /// 1- and 2-byte voxels decode through 16 x 16 and 8 x 8 tiles: 70
+    /// voxels along i (64 in whole blocks of tiles, and a rest of 6), 37
+    /// along k (tiles and a rest); the regions shift the blocks off the
+    /// file's alignment or leave only rests. The int16 file holds each
+    /// voxel's file index; for uint8, two files (its low and high byte)
+    /// together do.
     #[test]
-    fn in_memory_decode_of_byte_voxels_matches_file_voxels() {
+    fn in_memory_decode_of_narrow_voxels_matches_file_voxels() {
         let (channels, nx, ny, nz) = (2, 70, 3, 37);
+        let shape = [channels, nx, ny, nz];
         let identity = [
             [1.0, 0.0, 0.0, 0.0],
             [0.0, 1.0, 0.0, 0.0],
@@ -2095,14 +2153,33 @@ mod tests {
             [0.0, 0.0, 0.0, 1.0],
         ];
         let file_index = |c: usize, i: usize, j: usize, k: usize| i + nx * (j + ny * (k + nz * c));
-        let byte_file = |byte: fn(usize) -> u8| {
-            let shape = [channels, nx, ny, nz];
-            let mut bytes = header_bytes::<u8>(shape, &identity, false).unwrap();
-            bytes.extend((0..shape.iter().product::<usize>()).map(byte));
+        fn file<T: NiftiVoxel>(
+            shape: [usize; 4],
+            identity: &[[f64; 4]; 4],
+            value: impl Fn(usize) -> T,
+        ) -> Vec<u8> {
+            let mut bytes = header_bytes::<T>(shape, identity, false).unwrap();
+            let offset = bytes.len();
+            let count: usize = shape.iter().product();
+            bytes.resize(offset + count * T::SIZE, 0);
+            for index in 0..count {
+                let at = offset + index * T::SIZE;
+                value(index).write_le(&mut bytes[at..at + T::SIZE]);
+            }
             bytes
-        };
-        let low: fn(usize) -> u8 = |n| (n % 256) as u8;
-        let high: fn(usize) -> u8 = |n| (n / 256) as u8;
+        }
+        type Expected = fn(usize) -> i64;
+        let files: [(Vec<u8>, Expected); 3] = [
+            (file(shape, &identity, |n| (n % 256) as u8), |n| {
+                (n % 256) as i64
+            }),
+            (file(shape, &identity, |n| (n / 256) as u8), |n| {
+                (n / 256) as i64
+            }),
+            (file(shape, &identity, |n| n as i16 - 7000), |n| {
+                n as i64 - 7000
+            }),
+        ];
         let regions = [
             [(0, nx), (0, ny), (0, nz)],
             [(3, 70), (1, 3), (2, 37)],
@@ -2114,21 +2191,27 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            for byte in [low, high] {
-                let bytes = byte_file(byte);
-                let header = parse_header(&bytes).unwrap();
+            for (bytes, expected) in &files {
+                let header = parse_header(bytes).unwrap();
                 for region in regions {
                     let data = pool
-                        .install(|| decode(&header, &bytes, Some(region)))
+                        .install(|| decode(&header, bytes, Some(region)))
                         .unwrap();
-                    let VolumeData::U8(actual) = data else {
-                        unreachable!("uint8 decoded as {:?}", data.shape())
+                    let actual: Array4<i64> = match data {
+                        VolumeData::U8(a) => a.mapv(i64::from),
+                        VolumeData::I16(a) => a.mapv(i64::from),
+                        other => unreachable!("decoded as {:?}", other.shape()),
                     };
                     let [(i0, i1), (j0, j1), (k0, k1)] = region;
                     assert_eq!(actual.dim(), (channels, i1 - i0, j1 - j0, k1 - k0));
                     for ((c, i, j, k), &value) in actual.indexed_iter() {
                         let n = file_index(c, i0 + i, j0 + j, k0 + k);
-                        assert_eq!(value, byte(n), "region {region:?}, at {:?}", (c, i, j, k));
+                        assert_eq!(
+                            value,
+                            expected(n),
+                            "region {region:?}, at {:?}",
+                            (c, i, j, k)
+                        );
                     }
                 }
             }
