@@ -1110,53 +1110,42 @@ fn gather_tile_narrow<O, F, const N: usize>(
     }
 }
 
+/// One round of interleaving in a transpose of SSE2 rows: output unit
+/// `g * $group + m` interleaves units `g * $group + m / 2` and
+/// `g * $group + $group / 2 + m / 2` of `$units` (their low halves for even
+/// `m`, their high halves for odd `m`), lane by lane with `$lo` / `$hi`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! interleave_round {
+    ($units:expr, $group:literal, $lo:ident, $hi:ident) => {
+        std::array::from_fn(|n| {
+            let (g, m) = (n / $group, n % $group);
+            let first = g * $group + m / 2;
+            let (a, b) = ($units[first], $units[first + $group / 2]);
+            // SAFETY: SSE2 is part of the x86_64 baseline, and the unpacks
+            // only move lanes between registers.
+            unsafe {
+                if m % 2 == 1 {
+                    std::arch::x86_64::$hi(a, b)
+                } else {
+                    std::arch::x86_64::$lo(a, b)
+                }
+            }
+        })
+    };
+}
+
 /// Transposes an 8 x 8 matrix of 16-bit lanes held in eight SSE2 rows: lane
 /// `c` of row `r` in becomes lane `r` of row `c` out (three rounds of
 /// interleaving, as in [`transpose_16x16_epi8`]).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn transpose_8x8_epi16(rows: [std::arch::x86_64::__m128i; 8]) -> [std::arch::x86_64::__m128i; 8] {
-    use std::arch::x86_64::{
-        _mm_unpackhi_epi16, _mm_unpackhi_epi32, _mm_unpackhi_epi64, _mm_unpacklo_epi16,
-        _mm_unpacklo_epi32, _mm_unpacklo_epi64,
-    };
-    // SAFETY (every block): SSE2 is part of the x86_64 baseline, and the
-    // unpacks only move lanes between registers.
-    // Rows 2p, 2p + 1: columns 0-3 (unit 2p), 4-7 (unit 2p + 1).
-    let pairs: [_; 8] = std::array::from_fn(|n| {
-        let (p, high) = (n / 2, n % 2 == 1);
-        let (a, b) = (rows[2 * p], rows[2 * p + 1]);
-        unsafe {
-            if high {
-                _mm_unpackhi_epi16(a, b)
-            } else {
-                _mm_unpacklo_epi16(a, b)
-            }
-        }
-    });
+    // Rows 2p, 2p + 1: columns 0-3 in unit 2p, 4-7 in unit 2p + 1.
+    let pairs: [_; 8] = interleave_round!(rows, 2, _mm_unpacklo_epi16, _mm_unpackhi_epi16);
     // Rows 4q..4q + 4: columns 2m, 2m + 1 in unit 4q + m.
-    let quads: [_; 8] = std::array::from_fn(|n| {
-        let (q, m) = (n / 4, n % 4);
-        let (a, b) = (pairs[4 * q + m / 2], pairs[4 * q + 2 + m / 2]);
-        unsafe {
-            if m % 2 == 1 {
-                _mm_unpackhi_epi32(a, b)
-            } else {
-                _mm_unpacklo_epi32(a, b)
-            }
-        }
-    });
+    let quads: [_; 8] = interleave_round!(pairs, 4, _mm_unpacklo_epi32, _mm_unpackhi_epi32);
     // All rows: column c in unit c.
-    std::array::from_fn(|c| {
-        let (a, b) = (quads[c / 2], quads[4 + c / 2]);
-        unsafe {
-            if c % 2 == 1 {
-                _mm_unpackhi_epi64(a, b)
-            } else {
-                _mm_unpacklo_epi64(a, b)
-            }
-        }
-    })
+    interleave_round!(quads, 8, _mm_unpacklo_epi64, _mm_unpackhi_epi64)
 }
 
 /// Transposes a 16 x 16 matrix of bytes held in sixteen SSE2 rows: byte `c`
@@ -1171,59 +1160,14 @@ fn transpose_8x8_epi16(rows: [std::arch::x86_64::__m128i; 8]) -> [std::arch::x86
 fn transpose_16x16_epi8(
     rows: [std::arch::x86_64::__m128i; 16],
 ) -> [std::arch::x86_64::__m128i; 16] {
-    use std::arch::x86_64::{
-        _mm_unpackhi_epi16, _mm_unpackhi_epi32, _mm_unpackhi_epi64, _mm_unpackhi_epi8,
-        _mm_unpacklo_epi16, _mm_unpacklo_epi32, _mm_unpacklo_epi64, _mm_unpacklo_epi8,
-    };
-    // SAFETY (every block): SSE2 is part of the x86_64 baseline, and the
-    // unpacks only move bytes between registers.
-    // Rows 2p, 2p + 1: columns 0-7 (unit 2p), 8-15 (unit 2p + 1).
-    let pairs: [_; 16] = std::array::from_fn(|n| {
-        let (p, high) = (n / 2, n % 2 == 1);
-        let (a, b) = (rows[2 * p], rows[2 * p + 1]);
-        unsafe {
-            if high {
-                _mm_unpackhi_epi8(a, b)
-            } else {
-                _mm_unpacklo_epi8(a, b)
-            }
-        }
-    });
+    // Rows 2p, 2p + 1: columns 0-7 in unit 2p, 8-15 in unit 2p + 1.
+    let pairs: [_; 16] = interleave_round!(rows, 2, _mm_unpacklo_epi8, _mm_unpackhi_epi8);
     // Rows 4q..4q + 4: columns 4m..4m + 4 in unit 4q + m.
-    let quads: [_; 16] = std::array::from_fn(|n| {
-        let (q, m) = (n / 4, n % 4);
-        let (a, b) = (pairs[4 * q + m / 2], pairs[4 * q + 2 + m / 2]);
-        unsafe {
-            if m % 2 == 1 {
-                _mm_unpackhi_epi16(a, b)
-            } else {
-                _mm_unpacklo_epi16(a, b)
-            }
-        }
-    });
+    let quads: [_; 16] = interleave_round!(pairs, 4, _mm_unpacklo_epi16, _mm_unpackhi_epi16);
     // Rows 8o..8o + 8: columns 2p, 2p + 1 in unit 8o + p.
-    let octets: [_; 16] = std::array::from_fn(|n| {
-        let (o, p) = (n / 8, n % 8);
-        let (a, b) = (quads[8 * o + p / 2], quads[8 * o + 4 + p / 2]);
-        unsafe {
-            if p % 2 == 1 {
-                _mm_unpackhi_epi32(a, b)
-            } else {
-                _mm_unpacklo_epi32(a, b)
-            }
-        }
-    });
+    let octets: [_; 16] = interleave_round!(quads, 8, _mm_unpacklo_epi32, _mm_unpackhi_epi32);
     // All rows: column c in unit c.
-    std::array::from_fn(|c| {
-        let (a, b) = (octets[c / 2], octets[8 + c / 2]);
-        unsafe {
-            if c % 2 == 1 {
-                _mm_unpackhi_epi64(a, b)
-            } else {
-                _mm_unpacklo_epi64(a, b)
-            }
-        }
-    })
+    interleave_round!(octets, 16, _mm_unpacklo_epi64, _mm_unpackhi_epi64)
 }
 
 /// Gathers four k slabs of one whole block of raw 4-byte voxels for
