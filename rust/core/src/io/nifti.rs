@@ -1977,6 +1977,36 @@ mod tests {
         );
     }
 
+    const IDENTITY: [[f64; 4]; 4] = [
+        [1.0, 0.0, 0.0, 0.0],
+        [0.0, 1.0, 0.0, 0.0],
+        [0.0, 0.0, 1.0, 0.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+
+    /// A little-endian NIfTI-1 file of `shape` whose voxel at file index `n`
+    /// holds `value(n)`, with `scaling` (slope, intercept) written if given.
+    fn file_bytes<T: NiftiVoxel>(
+        shape: [usize; 4],
+        affine: &[[f64; 4]; 4],
+        scaling: Option<(f32, f32)>,
+        value: impl Fn(usize) -> T,
+    ) -> Vec<u8> {
+        let mut bytes = header_bytes::<T>(shape, affine, false).unwrap();
+        if let Some((slope, inter)) = scaling {
+            bytes[112..116].copy_from_slice(&slope.to_le_bytes());
+            bytes[116..120].copy_from_slice(&inter.to_le_bytes());
+        }
+        let offset = bytes.len();
+        let count: usize = shape.iter().product();
+        bytes.resize(offset + count * T::SIZE, 0);
+        for index in 0..count {
+            let at = offset + index * T::SIZE;
+            value(index).write_le(&mut bytes[at..at + T::SIZE]);
+        }
+        bytes
+    }
+
     /// Every voxel of in-memory decodes (the path of `.nii.gz` files) equals
     /// the file's voxel at the same coordinates, found by index arithmetic:
     /// for raw 4-byte voxels, which whole blocks gather with SSE2 transposes,
@@ -1987,57 +2017,31 @@ mod tests {
     #[test]
     fn in_memory_decode_matches_file_voxels_for_every_block_shape() {
         let (channels, nx, ny, nz) = (2, 37, 5, 23);
-        let identity = [
-            [1.0, 0.0, 0.0, 0.0],
-            [0.0, 1.0, 0.0, 0.0],
-            [0.0, 0.0, 1.0, 0.0],
-            [0.0, 0.0, 0.0, 1.0],
-        ];
         // Every voxel's value is a function of its index in the Fortran-ordered
         // file, one-to-one, so a misplaced voxel cannot go unseen.
         let file_index = |c: usize, i: usize, j: usize, k: usize| i + nx * (j + ny * (k + nz * c));
-        fn file_bytes<T: NiftiVoxel>(
-            shape: [usize; 4],
-            affine: &[[f64; 4]; 4],
-            scaling: Option<(f32, f32)>,
-            value: impl Fn(usize) -> T,
-        ) -> Vec<u8> {
-            let mut bytes = header_bytes::<T>(shape, affine, false).unwrap();
-            if let Some((slope, inter)) = scaling {
-                bytes[112..116].copy_from_slice(&slope.to_le_bytes());
-                bytes[116..120].copy_from_slice(&inter.to_le_bytes());
-            }
-            let offset = bytes.len();
-            let count: usize = shape.iter().product();
-            bytes.resize(offset + count * T::SIZE, 0);
-            for index in 0..count {
-                let at = offset + index * T::SIZE;
-                value(index).write_le(&mut bytes[at..at + T::SIZE]);
-            }
-            bytes
-        }
         let shape = [channels, nx, ny, nz];
         /// The decoded value of the voxel with a given file index.
         type Decoded = fn(usize) -> f64;
         let files: [(&str, Vec<u8>, Decoded); 4] = [
             (
                 "float32",
-                file_bytes(shape, &identity, None, |n| n as f32 / 4.0),
+                file_bytes(shape, &IDENTITY, None, |n| n as f32 / 4.0),
                 |n| n as f64 / 4.0,
             ),
             (
                 "int32",
-                file_bytes(shape, &identity, None, |n| n as i32 - 9),
+                file_bytes(shape, &IDENTITY, None, |n| n as i32 - 9),
                 |n| n as f64 - 9.0,
             ),
             (
                 "scaled float32",
-                file_bytes(shape, &identity, Some((2.0, -3.0)), |n| n as f32 / 4.0),
+                file_bytes(shape, &IDENTITY, Some((2.0, -3.0)), |n| n as f32 / 4.0),
                 |n| n as f64 / 4.0 * 2.0 - 3.0,
             ),
             (
                 "scaled int16",
-                file_bytes(shape, &identity, Some((0.5, 1.0)), |n| n as i16),
+                file_bytes(shape, &IDENTITY, Some((0.5, 1.0)), |n| n as i16),
                 |n| n as f64 * 0.5 + 1.0,
             ),
         ];
@@ -2090,39 +2094,21 @@ mod tests {
     fn in_memory_decode_of_narrow_voxels_matches_file_voxels() {
         let (channels, nx, ny, nz) = (2, 70, 3, 37);
         let shape = [channels, nx, ny, nz];
-        let identity = [
-            [1.0, 0.0, 0.0, 0.0],
-            [0.0, 1.0, 0.0, 0.0],
-            [0.0, 0.0, 1.0, 0.0],
-            [0.0, 0.0, 0.0, 1.0],
-        ];
         let file_index = |c: usize, i: usize, j: usize, k: usize| i + nx * (j + ny * (k + nz * c));
-        fn file<T: NiftiVoxel>(
-            shape: [usize; 4],
-            identity: &[[f64; 4]; 4],
-            value: impl Fn(usize) -> T,
-        ) -> Vec<u8> {
-            let mut bytes = header_bytes::<T>(shape, identity, false).unwrap();
-            let offset = bytes.len();
-            let count: usize = shape.iter().product();
-            bytes.resize(offset + count * T::SIZE, 0);
-            for index in 0..count {
-                let at = offset + index * T::SIZE;
-                value(index).write_le(&mut bytes[at..at + T::SIZE]);
-            }
-            bytes
-        }
         type Expected = fn(usize) -> i64;
         let files: [(Vec<u8>, Expected); 3] = [
-            (file(shape, &identity, |n| (n % 256) as u8), |n| {
-                (n % 256) as i64
-            }),
-            (file(shape, &identity, |n| (n / 256) as u8), |n| {
-                (n / 256) as i64
-            }),
-            (file(shape, &identity, |n| n as i16 - 7000), |n| {
-                n as i64 - 7000
-            }),
+            (
+                file_bytes(shape, &IDENTITY, None, |n| (n % 256) as u8),
+                |n| (n % 256) as i64,
+            ),
+            (
+                file_bytes(shape, &IDENTITY, None, |n| (n / 256) as u8),
+                |n| (n / 256) as i64,
+            ),
+            (
+                file_bytes(shape, &IDENTITY, None, |n| n as i16 - 7000),
+                |n| n as i64 - 7000,
+            ),
         ];
         let regions = [
             [(0, nx), (0, ny), (0, nz)],
