@@ -33,6 +33,62 @@ pub fn copy_streaming<T: Copy>(dst: &mut [T], src: &[T]) {
     dst.copy_from_slice(src);
 }
 
+/// Whether [`RowStreamer`] streams rows of `row_bytes` bytes into `dst`: on
+/// x86-64, for rows that are whole 16-byte units starting at a 16-byte
+/// aligned `dst`, so that every row of a plane written back to back stays
+/// aligned and no cache line is part streamed, part stored plainly.
+pub fn can_stream_rows<T>(dst: &[T], row_bytes: usize) -> bool {
+    cfg!(target_arch = "x86_64") && row_bytes.is_multiple_of(16) && dst.as_ptr().align_offset(16) == 0
+}
+
+/// Copies rows with non-temporal stores, fencing once when dropped.
+///
+/// For kernels whose output is much larger than the caches and is written
+/// row by row (a batch of patches): a fence per row would cost more than
+/// the read for ownership it saves.
+pub struct RowStreamer {
+    _private: (),
+}
+
+impl RowStreamer {
+    /// A streamer for one task's rows (fenced when it goes out of scope).
+    pub fn new() -> Self {
+        Self { _private: () }
+    }
+
+    /// Copies `src` into `dst` (equal lengths), streaming whole 16-byte units
+    /// to `dst` if it is 16-byte aligned and plainly otherwise.
+    pub fn copy<T: Copy>(&mut self, dst: &mut [T], src: &[T]) {
+        #[cfg(target_arch = "x86_64")]
+        if dst.len() == src.len() {
+            let bytes = std::mem::size_of_val(dst);
+            // SAFETY: both slices hold `bytes` bytes of plain `Copy` data, and
+            // `dst` is borrowed mutably so the ranges do not overlap.
+            unsafe { stream_unfenced(dst.as_mut_ptr().cast(), src.as_ptr().cast(), bytes) };
+            return;
+        }
+        dst.copy_from_slice(src);
+    }
+}
+
+impl Default for RowStreamer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for RowStreamer {
+    fn drop(&mut self) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a store fence has no preconditions. (Older compilers
+        // declare the intrinsic unsafe; newer ones call it safe.)
+        #[allow(unused_unsafe)]
+        unsafe {
+            std::arch::x86_64::_mm_sfence()
+        };
+    }
+}
+
 /// Streams `len` bytes from `src` to `dst` with SSE2 (every x86-64 CPU):
 /// plain copies up to the first 16-byte aligned destination address and
 /// after the last one, streaming stores in between, then a store fence.
@@ -41,7 +97,21 @@ pub fn copy_streaming<T: Copy>(dst: &mut [T], src: &[T]) {
 /// `src` and `dst` must be valid for `len` bytes and must not overlap.
 #[cfg(target_arch = "x86_64")]
 unsafe fn stream_bytes(dst: *mut u8, src: *const u8, len: usize) {
-    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
+    // SAFETY: forwarded from the caller; the fence has no preconditions.
+    unsafe {
+        stream_unfenced(dst, src, len);
+        std::arch::x86_64::_mm_sfence();
+    }
+}
+
+/// [`stream_bytes`] without the closing store fence, for a caller that
+/// fences once after many calls.
+///
+/// # Safety
+/// As for [`stream_bytes`].
+#[cfg(target_arch = "x86_64")]
+unsafe fn stream_unfenced(dst: *mut u8, src: *const u8, len: usize) {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
     const LINE: usize = 16;
     let head = dst.align_offset(LINE).min(len);
     let body = (len - head) / LINE * LINE;
@@ -54,7 +124,6 @@ unsafe fn stream_bytes(dst: *mut u8, src: *const u8, len: usize) {
             let value = _mm_loadu_si128(src_body.add(at).cast::<__m128i>());
             _mm_stream_si128(dst_body.add(at).cast::<__m128i>(), value);
         }
-        _mm_sfence();
         let done = head + body;
         std::ptr::copy_nonoverlapping(src.add(done), dst.add(done), len - done);
     }
@@ -99,6 +168,32 @@ mod tests {
                 assert!(target[start + len..].iter().all(|&v| v == 0));
             }
         }
+    }
+
+    #[test]
+    fn row_streamer_copies_rows_of_any_length_and_alignment() {
+        let source: Vec<u16> = (0..400u16).map(|v| v.wrapping_mul(2_654)).collect();
+        for start in 0..9 {
+            for len in [0, 1, 7, 8, 9, 24, 100, 391 - start] {
+                let mut target = vec![0u16; 400];
+                {
+                    let mut streamer = RowStreamer::new();
+                    // Two rows back to back, as a plane's rows are written.
+                    let (first, second) = target[start..start + len].split_at_mut(len / 2);
+                    streamer.copy(first, &source[..len / 2]);
+                    streamer.copy(second, &source[len / 2..len]);
+                }
+                assert_eq!(&target[start..start + len], &source[..len]);
+                assert!(target[..start].iter().all(|&v| v == 0));
+                assert!(target[start + len..].iter().all(|&v| v == 0));
+            }
+        }
+        #[repr(C, align(16))]
+        struct Aligned([u32; 16]);
+        let block = Aligned([0; 16]);
+        assert_eq!(can_stream_rows(&block.0, 32), cfg!(target_arch = "x86_64"));
+        assert!(!can_stream_rows(&block.0, 24));
+        assert!(!can_stream_rows(&block.0[1..], 32));
     }
 
     #[test]

@@ -6,7 +6,15 @@ use ndarray::{s, Array4, Array5, ArrayView4, ArrayViewMut5};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::stream::{can_stream_rows, RowStreamer};
 use crate::volume::{check_not_empty, Voxel};
+
+/// Outputs from this size on are written with streaming stores: a batch of
+/// patches this large is not in the caches when it is read back (by a model,
+/// or an aggregator after it), so reading its lines for ownership before
+/// overwriting them is wasted traffic. Smaller outputs (a patch a transform
+/// reads next) are stored plainly, so that they stay cached.
+const STREAM_OUTPUT_BYTES: usize = 8 << 20;
 
 /// Checks that the region starting at `start` with extent `size` lies inside
 /// a volume of spatial shape `shape` and is not empty.
@@ -47,6 +55,8 @@ fn fill_planes<T: Voxel>(
 ) {
     let channels = volume.dim().0;
     let plane_len = size[1] * size[2];
+    let stream = std::mem::size_of_val(out) >= STREAM_OUTPUT_BYTES
+        && can_stream_rows(out, size[2] * std::mem::size_of::<T>());
     // One task per output (patch, channel, i) plane of pj x pk voxels.
     out.par_chunks_mut(plane_len)
         .enumerate()
@@ -60,12 +70,24 @@ fn fill_planes<T: Voxel>(
                 start[1]..start[1] + size[1],
                 start[2]..start[2] + size[2]
             ]);
+            let mut streamer = stream.then(RowStreamer::new);
             for (row_out, row_in) in plane.chunks_mut(size[2]).zip(source.rows()) {
-                match row_in.as_slice() {
-                    Some(inp) => row_out.iter_mut().zip(inp).for_each(|(o, &v)| {
+                match (row_in.as_slice(), streamer.as_mut()) {
+                    (Some(inp), Some(streamer)) => {
+                        // SAFETY: `MaybeUninit<T>` has the layout of `T`; the
+                        // row is written whole, as initialised values.
+                        let inp = unsafe {
+                            std::slice::from_raw_parts(
+                                inp.as_ptr().cast::<MaybeUninit<T>>(),
+                                inp.len(),
+                            )
+                        };
+                        streamer.copy(row_out, inp);
+                    }
+                    (Some(inp), None) => row_out.iter_mut().zip(inp).for_each(|(o, &v)| {
                         o.write(v);
                     }),
-                    None => row_out.iter_mut().zip(row_in.iter()).for_each(|(o, &v)| {
+                    (None, _) => row_out.iter_mut().zip(row_in.iter()).for_each(|(o, &v)| {
                         o.write(v);
                     }),
                 }
@@ -234,6 +256,44 @@ mod tests {
         let outside = [[6, 0, 0]];
         let mut one = Array5::<i32>::zeros((1, 2, 4, 2, 4));
         assert!(extract_patches_into(volume.view(), &outside, [4, 2, 4], one.view_mut()).is_err());
+    }
+
+    #[test]
+    fn batches_above_the_streaming_size_equal_slices() {
+        // Five 2-channel 64^3 float patches (10.5 MB, streamed: 256-byte rows)
+        // and 63^3 ones (rows of 252 bytes, not whole 16-byte units: plain).
+        let volume = ramp((2, 70, 70, 70)).mapv(|v| v as f32);
+        let starts = [[0, 0, 0], [6, 6, 6], [3, 0, 5], [1, 6, 2], [6, 6, 6]];
+        for edge in [64, 63] {
+            let size = [edge, edge, edge];
+            let patches = extract_patches(volume.view(), &starts, size).unwrap();
+            let mut into = Array5::<f32>::from_elem(patches.dim(), -1.0);
+            extract_patches_into(volume.view(), &starts, size, into.view_mut()).unwrap();
+            for (n, start) in starts.iter().enumerate() {
+                let expected = volume.slice(s![
+                    ..,
+                    start[0]..start[0] + edge,
+                    start[1]..start[1] + edge,
+                    start[2]..start[2] + edge
+                ]);
+                assert_eq!(patches.slice(s![n, .., .., .., ..]), expected);
+                assert_eq!(into.slice(s![n, .., .., .., ..]), expected);
+            }
+        }
+        // 16-bit voxels in rows of 96 bytes.
+        let volume = ramp((1, 200, 60, 60)).mapv(|v| v as i16);
+        let starts: Vec<[usize; 3]> = (0..40).map(|n| [n * 3, n % 13, n % 11]).collect();
+        let patches = extract_patches(volume.view(), &starts, [80, 47, 48]).unwrap();
+        assert!(patches.len() * 2 >= STREAM_OUTPUT_BYTES);
+        for (n, start) in starts.iter().enumerate() {
+            let expected = volume.slice(s![
+                ..,
+                start[0]..start[0] + 80,
+                start[1]..start[1] + 47,
+                start[2]..start[2] + 48
+            ]);
+            assert_eq!(patches.slice(s![n, .., .., .., ..]), expected);
+        }
     }
 
     #[test]
