@@ -233,7 +233,7 @@ class GridAggregator:
         axis_starts = [np.unique(starts[:, axis]) for axis in range(3)]
         is_full_grid = (
             len(shapes) == 1
-            and len(np.unique(starts, axis=0)) == len(starts)
+            and len(set(map(tuple, starts.tolist()))) == len(starts)
             and int(np.prod([len(a) for a in axis_starts])) == len(starts)
         )
         if not is_full_grid:

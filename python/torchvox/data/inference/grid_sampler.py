@@ -178,6 +178,7 @@ class GridSampler(PatchSampler, Dataset):
             if starts[-1] != size - patch:
                 starts.append(size - patch)
             per_axis.append(starts)
+        # Each axis's starts increase strictly, so their product in "ij" order
+        # is already sorted and free of duplicates.
         corners = np.array(np.meshgrid(*per_axis, indexing="ij")).reshape(3, -1).T
-        corners = np.unique(corners, axis=0)
         return np.hstack((corners, corners + np.array(patch_size))).astype(np.int64)
