@@ -5,6 +5,7 @@
 //! and the first parallel call in the child deadlocks. This module keeps one
 //! pool per process id and silently builds a new one after a fork.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -105,6 +106,57 @@ where
     pool.install(f)
 }
 
+/// Runs `task(index, item)` for every item, on the calling thread and on as
+/// many of the pool's threads as the thread count allows, each taking the
+/// next item until none is left.
+///
+/// For kernels of uniform, independent items (the planes of a copy) called
+/// from outside the pool: [`install`] hands the whole kernel to a pool thread
+/// and sleeps until it is done, so every call pays two thread wake-ups
+/// before and after the work, which on a virtual machine is a large part of
+/// a millisecond-long copy. Here the caller starts at once and the pool's
+/// threads join as they wake. With one thread the items run on the caller
+/// alone, with no hand-off at all.
+///
+/// `task` must not itself use rayon (the caller is not a pool thread).
+pub fn share_items<I, F>(items: Vec<I>, task: F) -> Result<()>
+where
+    I: Send,
+    F: Fn(usize, I) + Sync,
+{
+    let threads = num_threads().min(items.len());
+    if threads <= 1 {
+        items
+            .into_iter()
+            .enumerate()
+            .for_each(|(n, item)| task(n, item));
+        return Ok(());
+    }
+    let pool = current_pool()?;
+    // Each slot is taken exactly once (the counter hands out each index once);
+    // the lock only makes the hand-over of its item safe.
+    let slots: Vec<Mutex<Option<I>>> = items.into_iter().map(|i| Mutex::new(Some(i))).collect();
+    let next = AtomicUsize::new(0);
+    let drain = || loop {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = slots.get(n) else { break };
+        let item = slot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(item) = item {
+            task(n, item);
+        }
+    };
+    pool.in_place_scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(|_| drain());
+        }
+        drain();
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +172,23 @@ mod tests {
         assert_eq!(n, 1);
         set_num_threads(0);
         assert_eq!(num_threads(), available_cores());
+    }
+
+    #[test]
+    fn shared_items_each_run_once_on_any_thread_count() {
+        for threads in [1, 2, 3] {
+            set_num_threads(threads);
+            let mut counts = vec![0u32; 103];
+            share_items(counts.iter_mut().collect(), |n, count| {
+                assert!(n < 103);
+                *count += 1 + n as u32;
+            })
+            .unwrap();
+            let expected: Vec<u32> = (0..103).map(|n| 1 + n).collect();
+            assert_eq!(counts, expected);
+            share_items(Vec::<&mut u32>::new(), |_, _| unreachable!()).unwrap();
+        }
+        set_num_threads(0);
     }
 
     #[test]

@@ -38,7 +38,9 @@ pub fn copy_streaming<T: Copy>(dst: &mut [T], src: &[T]) {
 /// aligned `dst`, so that every row of a plane written back to back stays
 /// aligned and no cache line is part streamed, part stored plainly.
 pub fn can_stream_rows<T>(dst: &[T], row_bytes: usize) -> bool {
-    cfg!(target_arch = "x86_64") && row_bytes.is_multiple_of(16) && dst.as_ptr().align_offset(16) == 0
+    cfg!(target_arch = "x86_64")
+        && row_bytes.is_multiple_of(16)
+        && dst.as_ptr().align_offset(16) == 0
 }
 
 /// Copies rows with non-temporal stores, fencing once when dropped.

@@ -26,8 +26,9 @@ where
 
 /// Runs `kernel` without the GIL on the calling thread, and maps its error.
 ///
-/// For kernels that are cheaper than a hand-off to the pool (a small read)
-/// and that enter the pool themselves for any parallel part.
+/// For kernels that are cheaper than a hand-off to the pool (a small read),
+/// and for those that share their work between the caller and the pool
+/// themselves (see `torchvox_core::parallel::share_items`).
 pub fn run_here<T, F>(py: Python<'_>, kernel: F) -> PyResult<T>
 where
     T: Send,

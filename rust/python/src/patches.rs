@@ -9,7 +9,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use torchvox_core::patches::{aggregate, extract, sampling};
 
-use crate::boundary::{not_contiguous, run};
+use crate::boundary::{not_contiguous, run, run_here};
 use crate::with_volume;
 
 fn corners(starts: &PyReadonlyArray2<'_, i64>) -> PyResult<Vec<[usize; 3]>> {
@@ -43,7 +43,7 @@ pub fn extract_patch<'py>(
     size: [usize; 3],
 ) -> PyResult<Bound<'py, PyAny>> {
     with_volume!(volume, "volume", Ix4, |view: T| {
-        let out = run(py, || extract::extract_patch(view, start, size))?;
+        let out = run_here(py, || extract::extract_patch(view, start, size))?;
         Ok(out.into_pyarray(py).into_any())
     })
 }
@@ -65,7 +65,7 @@ pub fn extract_patches<'py>(
     let starts = corners(&starts)?;
     with_volume!(volume, "volume", Ix4, |view: T| {
         let Some(out) = out else {
-            let patches = run(py, || extract::extract_patches(view, &starts, size))?;
+            let patches = run_here(py, || extract::extract_patches(view, &starts, size))?;
             return Ok(patches.into_pyarray(py).into_any());
         };
         let typed = out
@@ -78,7 +78,7 @@ pub fn extract_patches<'py>(
             .try_readwrite()
             .map_err(|e| PyValueError::new_err(format!("out: {e}")))?;
         let target = guard.as_array_mut();
-        run(py, || {
+        run_here(py, || {
             extract::extract_patches_into(view, &starts, size, target)
         })?;
         Ok(out.clone())
@@ -266,7 +266,7 @@ pub fn aggregate_patches(
                 let weight_view = weight_guard.as_mut().map(|g| g.as_array_mut());
                 let batch_view = batch_guard.as_array();
                 let stale_flags = stale_flags.take();
-                return run(py, || match stale_flags {
+                return run_here(py, || match stale_flags {
                     Some(flags) => aggregate::add_batch_zeroing_stale(
                         out_view,
                         weight_view,

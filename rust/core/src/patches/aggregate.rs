@@ -376,45 +376,20 @@ fn accumulate<T: Accumulate>(
             }
         }
     };
-    match (weights, stale) {
-        (Some(mut w), None) => {
-            output
-                .axis_iter_mut(Axis(1))
-                .into_par_iter()
-                .zip(w.axis_iter_mut(Axis(1)).into_par_iter())
-                .enumerate()
-                .for_each(|(i, (out_plane, weight_plane))| {
-                    task(i, out_plane, Some(weight_plane), None)
-                });
-        }
-        (Some(mut w), Some(stale)) => {
-            output
-                .axis_iter_mut(Axis(1))
-                .into_par_iter()
-                .zip(w.axis_iter_mut(Axis(1)).into_par_iter())
-                .zip(stale.par_iter_mut())
-                .enumerate()
-                .for_each(|(i, ((out_plane, weight_plane), flag))| {
-                    task(i, out_plane, Some(weight_plane), Some(flag))
-                });
-        }
-        (None, None) => {
-            output
-                .axis_iter_mut(Axis(1))
-                .into_par_iter()
-                .enumerate()
-                .for_each(|(i, out_plane)| task(i, out_plane, None, None));
-        }
-        (None, Some(stale)) => {
-            output
-                .axis_iter_mut(Axis(1))
-                .into_par_iter()
-                .zip(stale.par_iter_mut())
-                .enumerate()
-                .for_each(|(i, (out_plane, flag))| task(i, out_plane, None, Some(flag)));
-        }
-    }
-    Ok(())
+    let out_planes = output.axis_iter_mut(Axis(1));
+    let mut weights = weights;
+    let weight_planes: Vec<Option<ArrayViewMut3<'_, T>>> = match weights.as_mut() {
+        Some(w) => w.axis_iter_mut(Axis(1)).map(Some).collect(),
+        None => (0..oi).map(|_| None).collect(),
+    };
+    let flags: Vec<Option<&mut bool>> = match stale {
+        Some(stale) => stale.iter_mut().map(Some).collect(),
+        None => (0..oi).map(|_| None).collect(),
+    };
+    let planes: Vec<_> = out_planes.zip(weight_planes).zip(flags).collect();
+    crate::parallel::share_items(planes, |i, ((out_plane, weight_plane), flag)| {
+        task(i, out_plane, weight_plane, flag)
+    })
 }
 
 /// Float voxels, which the normalisation of averaged outputs divides.

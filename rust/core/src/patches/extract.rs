@@ -2,12 +2,11 @@
 
 use std::mem::MaybeUninit;
 
-use ndarray::{s, Array4, Array5, ArrayView4, ArrayViewMut5};
-use rayon::prelude::*;
-
 use crate::error::{Error, Result};
+use crate::parallel::share_items;
 use crate::stream::{can_stream_rows, RowStreamer};
 use crate::volume::{check_not_empty, Voxel};
+use ndarray::{s, Array4, Array5, ArrayView4, ArrayViewMut5};
 
 /// Outputs from this size on are written with streaming stores: a batch of
 /// patches this large is not in the caches when it is read back (by a model,
@@ -52,47 +51,43 @@ fn fill_planes<T: Voxel>(
     starts: &[[usize; 3]],
     size: [usize; 3],
     out: &mut [MaybeUninit<T>],
-) {
+) -> Result<()> {
     let channels = volume.dim().0;
     let plane_len = size[1] * size[2];
     let stream = std::mem::size_of_val(out) >= STREAM_OUTPUT_BYTES
         && can_stream_rows(out, size[2] * std::mem::size_of::<T>());
     // One task per output (patch, channel, i) plane of pj x pk voxels.
-    out.par_chunks_mut(plane_len)
-        .enumerate()
-        .for_each(|(plane_index, plane)| {
-            let i = plane_index % size[0];
-            let channel = (plane_index / size[0]) % channels;
-            let start = starts[plane_index / (size[0] * channels)];
-            let source = volume.slice(s![
-                channel,
-                start[0] + i,
-                start[1]..start[1] + size[1],
-                start[2]..start[2] + size[2]
-            ]);
-            let mut streamer = stream.then(RowStreamer::new);
-            for (row_out, row_in) in plane.chunks_mut(size[2]).zip(source.rows()) {
-                match (row_in.as_slice(), streamer.as_mut()) {
-                    (Some(inp), Some(streamer)) => {
-                        // SAFETY: `MaybeUninit<T>` has the layout of `T`; the
-                        // row is written whole, as initialised values.
-                        let inp = unsafe {
-                            std::slice::from_raw_parts(
-                                inp.as_ptr().cast::<MaybeUninit<T>>(),
-                                inp.len(),
-                            )
-                        };
-                        streamer.copy(row_out, inp);
-                    }
-                    (Some(inp), None) => row_out.iter_mut().zip(inp).for_each(|(o, &v)| {
-                        o.write(v);
-                    }),
-                    (None, _) => row_out.iter_mut().zip(row_in.iter()).for_each(|(o, &v)| {
-                        o.write(v);
-                    }),
+    let planes: Vec<&mut [MaybeUninit<T>]> = out.chunks_mut(plane_len).collect();
+    share_items(planes, |plane_index, plane| {
+        let i = plane_index % size[0];
+        let channel = (plane_index / size[0]) % channels;
+        let start = starts[plane_index / (size[0] * channels)];
+        let source = volume.slice(s![
+            channel,
+            start[0] + i,
+            start[1]..start[1] + size[1],
+            start[2]..start[2] + size[2]
+        ]);
+        let mut streamer = stream.then(RowStreamer::new);
+        for (row_out, row_in) in plane.chunks_mut(size[2]).zip(source.rows()) {
+            match (row_in.as_slice(), streamer.as_mut()) {
+                (Some(inp), Some(streamer)) => {
+                    // SAFETY: `MaybeUninit<T>` has the layout of `T`; the
+                    // row is written whole, as initialised values.
+                    let inp = unsafe {
+                        std::slice::from_raw_parts(inp.as_ptr().cast::<MaybeUninit<T>>(), inp.len())
+                    };
+                    streamer.copy(row_out, inp);
                 }
+                (Some(inp), None) => row_out.iter_mut().zip(inp).for_each(|(o, &v)| {
+                    o.write(v);
+                }),
+                (None, _) => row_out.iter_mut().zip(row_in.iter()).for_each(|(o, &v)| {
+                    o.write(v);
+                }),
             }
-        });
+        }
+    })
 }
 
 /// Returns a new C-order copy of the region `(:, start + [0, size))` of `volume`.
@@ -113,7 +108,7 @@ pub fn extract_patch<T: Voxel>(
             "freshly allocated output is not contiguous".into(),
         ));
     };
-    fill_planes(&volume, &[start], size, out);
+    fill_planes(&volume, &[start], size, out)?;
     // SAFETY: `fill_planes` writes every element of the contiguous output.
     Ok(unsafe { output.assume_init() })
 }
@@ -144,7 +139,7 @@ pub fn extract_patches<T: Voxel>(
             "freshly allocated output is not contiguous".into(),
         ));
     };
-    fill_planes(&volume, starts, size, out);
+    fill_planes(&volume, starts, size, out)?;
     // SAFETY: `fill_planes` writes every element of the contiguous output.
     Ok(unsafe { output.assume_init() })
 }
@@ -189,8 +184,7 @@ pub fn extract_patches_into<T: Voxel>(
     let slice = unsafe {
         std::slice::from_raw_parts_mut(slice.as_mut_ptr().cast::<MaybeUninit<T>>(), slice.len())
     };
-    fill_planes(&volume, starts, size, slice);
-    Ok(())
+    fill_planes(&volume, starts, size, slice)
 }
 
 #[cfg(test)]
