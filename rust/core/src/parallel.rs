@@ -162,8 +162,17 @@ mod tests {
     use super::*;
     use rayon::prelude::*;
 
+    /// Held by the tests that change the process's thread count, which cargo
+    /// would otherwise run at the same time.
+    static THREAD_COUNT: Mutex<()> = Mutex::new(());
+
+    fn lock_thread_count() -> std::sync::MutexGuard<'static, ()> {
+        THREAD_COUNT.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     #[test]
     fn install_uses_requested_thread_count() {
+        let _guard = lock_thread_count();
         set_num_threads(2);
         let n = install(|| Ok(rayon::current_num_threads())).unwrap();
         assert_eq!(n, 2);
@@ -176,6 +185,7 @@ mod tests {
 
     #[test]
     fn shared_items_each_run_once_on_any_thread_count() {
+        let _guard = lock_thread_count();
         for threads in [1, 2, 3] {
             set_num_threads(threads);
             let mut counts = vec![0u32; 103];
@@ -188,6 +198,15 @@ mod tests {
             assert_eq!(counts, expected);
             share_items(Vec::<&mut u32>::new(), |_, _| unreachable!()).unwrap();
         }
+        // One thread: no hand-off, every item runs on the caller.
+        set_num_threads(1);
+        let caller = std::thread::current().id();
+        let mut threads = [None; 9];
+        share_items(threads.iter_mut().collect(), |_, slot| {
+            *slot = Some(std::thread::current().id());
+        })
+        .unwrap();
+        assert!(threads.iter().all(|&id| id == Some(caller)));
         set_num_threads(0);
     }
 
