@@ -200,6 +200,20 @@ mod tests {
             .unwrap()
     }
 
+    /// The region of `volume` a patch at `start` with extent `size` copies.
+    fn region<T>(
+        volume: &Array4<T>,
+        start: [usize; 3],
+        size: [usize; 3],
+    ) -> ndarray::ArrayView4<'_, T> {
+        volume.slice(s![
+            ..,
+            start[0]..start[0] + size[0],
+            start[1]..start[1] + size[1],
+            start[2]..start[2] + size[2]
+        ])
+    }
+
     #[test]
     fn patch_equals_slice() {
         let volume = ramp((2, 7, 6, 5));
@@ -216,13 +230,10 @@ mod tests {
         let patches = extract_patches(volume.view(), &starts, [4, 2, 4]).unwrap();
         assert_eq!(patches.dim(), (4, 3, 4, 2, 4));
         for (n, start) in starts.iter().enumerate() {
-            let expected = volume.slice(s![
-                ..,
-                start[0]..start[0] + 4,
-                start[1]..start[1] + 2,
-                start[2]..start[2] + 4
-            ]);
-            assert_eq!(patches.slice(s![n, .., .., .., ..]), expected);
+            assert_eq!(
+                patches.slice(s![n, .., .., .., ..]),
+                region(&volume, *start, [4, 2, 4])
+            );
         }
         let none = extract_patches(volume.view(), &[], [1, 1, 1]).unwrap();
         assert_eq!(none.dim(), (0, 3, 1, 1, 1));
@@ -264,12 +275,7 @@ mod tests {
             let mut into = Array5::<f32>::from_elem(patches.dim(), -1.0);
             extract_patches_into(volume.view(), &starts, size, into.view_mut()).unwrap();
             for (n, start) in starts.iter().enumerate() {
-                let expected = volume.slice(s![
-                    ..,
-                    start[0]..start[0] + edge,
-                    start[1]..start[1] + edge,
-                    start[2]..start[2] + edge
-                ]);
+                let expected = region(&volume, *start, size);
                 assert_eq!(patches.slice(s![n, .., .., .., ..]), expected);
                 assert_eq!(into.slice(s![n, .., .., .., ..]), expected);
             }
@@ -280,13 +286,10 @@ mod tests {
         let patches = extract_patches(volume.view(), &starts, [80, 47, 48]).unwrap();
         assert!(patches.len() * 2 >= STREAM_OUTPUT_BYTES);
         for (n, start) in starts.iter().enumerate() {
-            let expected = volume.slice(s![
-                ..,
-                start[0]..start[0] + 80,
-                start[1]..start[1] + 47,
-                start[2]..start[2] + 48
-            ]);
-            assert_eq!(patches.slice(s![n, .., .., .., ..]), expected);
+            assert_eq!(
+                patches.slice(s![n, .., .., .., ..]),
+                region(&volume, *start, [80, 47, 48])
+            );
         }
     }
 
