@@ -2007,6 +2007,53 @@ mod tests {
         bytes
     }
 
+    /// A region's `(start, end)` along i, j and k.
+    type Bounds = [(usize, usize); 3];
+
+    /// The in-memory decodes of every region of the file `bytes`, on pools of
+    /// one and two threads: `(threads, region, data)`.
+    fn decode_regions(bytes: &[u8], regions: &[Bounds]) -> Vec<(usize, Bounds, VolumeData)> {
+        let header = parse_header(bytes).unwrap();
+        let mut decoded = Vec::new();
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for &region in regions {
+                let data = pool
+                    .install(|| decode(&header, bytes, Some(region)))
+                    .unwrap();
+                decoded.push((threads, region, data));
+            }
+        }
+        decoded
+    }
+
+    /// Asserts that `actual`, a decoded `region` of a file with `channels`
+    /// channels, holds `expected(n)` at every voxel, `n` being the voxel's
+    /// index in the file (`file_index(c, i, j, k)`).
+    fn assert_region_holds<T: PartialEq + std::fmt::Debug>(
+        actual: &Array4<T>,
+        region: Bounds,
+        channels: usize,
+        file_index: impl Fn(usize, usize, usize, usize) -> usize,
+        expected: impl Fn(usize) -> T,
+        context: &str,
+    ) {
+        let [(i0, i1), (j0, j1), (k0, k1)] = region;
+        assert_eq!(actual.dim(), (channels, i1 - i0, j1 - j0, k1 - k0));
+        for ((c, i, j, k), value) in actual.indexed_iter() {
+            let n = file_index(c, i0 + i, j0 + j, k0 + k);
+            assert_eq!(
+                *value,
+                expected(n),
+                "{context}, region {region:?}, at {:?}",
+                (c, i, j, k)
+            );
+        }
+    }
+
     /// Every voxel of in-memory decodes (the path of `.nii.gz` files) equals
     /// the file's voxel at the same coordinates, found by index arithmetic:
     /// for raw 4-byte voxels, which whole blocks gather with SSE2 transposes,
@@ -2052,34 +2099,15 @@ mod tests {
             [(2, 9), (4, 5), (3, 5)],
             [(20, 37), (2, 3), (22, 23)],
         ];
-        for threads in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            for (name, bytes, expected) in &files {
-                let header = parse_header(bytes).unwrap();
-                for region in regions {
-                    let data = pool
-                        .install(|| decode(&header, bytes, Some(region)))
-                        .unwrap();
-                    let [(i0, i1), (j0, j1), (k0, k1)] = region;
-                    let actual: Array4<f64> = match data {
-                        VolumeData::F32(a) => a.mapv(f64::from),
-                        VolumeData::I32(a) => a.mapv(f64::from),
-                        other => unreachable!("{name} decoded as {:?}", other.shape()),
-                    };
-                    assert_eq!(actual.dim(), (channels, i1 - i0, j1 - j0, k1 - k0));
-                    for ((c, i, j, k), &value) in actual.indexed_iter() {
-                        let n = file_index(c, i0 + i, j0 + j, k0 + k);
-                        assert_eq!(
-                            value,
-                            expected(n),
-                            "{name}, {threads} thread(s), region {region:?}, at {:?}",
-                            (c, i, j, k)
-                        );
-                    }
-                }
+        for (name, bytes, expected) in &files {
+            for (threads, region, data) in decode_regions(bytes, &regions) {
+                let actual: Array4<f64> = match data {
+                    VolumeData::F32(a) => a.mapv(f64::from),
+                    VolumeData::I32(a) => a.mapv(f64::from),
+                    other => unreachable!("{name} decoded as {:?}", other.shape()),
+                };
+                let context = format!("{name}, {threads} thread(s)");
+                assert_region_holds(&actual, region, channels, file_index, expected, &context);
             }
         }
     }
@@ -2116,34 +2144,15 @@ mod tests {
             [(5, 69), (0, ny), (0, 32)],
             [(2, 17), (2, 3), (3, 19)],
         ];
-        for threads in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            for (bytes, expected) in &files {
-                let header = parse_header(bytes).unwrap();
-                for region in regions {
-                    let data = pool
-                        .install(|| decode(&header, bytes, Some(region)))
-                        .unwrap();
-                    let actual: Array4<i64> = match data {
-                        VolumeData::U8(a) => a.mapv(i64::from),
-                        VolumeData::I16(a) => a.mapv(i64::from),
-                        other => unreachable!("decoded as {:?}", other.shape()),
-                    };
-                    let [(i0, i1), (j0, j1), (k0, k1)] = region;
-                    assert_eq!(actual.dim(), (channels, i1 - i0, j1 - j0, k1 - k0));
-                    for ((c, i, j, k), &value) in actual.indexed_iter() {
-                        let n = file_index(c, i0 + i, j0 + j, k0 + k);
-                        assert_eq!(
-                            value,
-                            expected(n),
-                            "region {region:?}, at {:?}",
-                            (c, i, j, k)
-                        );
-                    }
-                }
+        for (bytes, expected) in &files {
+            for (threads, region, data) in decode_regions(bytes, &regions) {
+                let actual: Array4<i64> = match data {
+                    VolumeData::U8(a) => a.mapv(i64::from),
+                    VolumeData::I16(a) => a.mapv(i64::from),
+                    other => unreachable!("decoded as {:?}", other.shape()),
+                };
+                let context = format!("{threads} thread(s)");
+                assert_region_holds(&actual, region, channels, file_index, expected, &context);
             }
         }
     }
