@@ -302,36 +302,54 @@ fn accumulate<T: Accumulate>(
                 mut out_plane: ArrayViewMut3<'_, T>,
                 mut weight_plane: Option<ArrayViewMut3<'_, T>>,
                 stale: Option<&mut bool>| {
+        // The patches that reach this plane, in batch order, each with the
+        // patch plane it contributes.
+        let reaching: Vec<(usize, &Placement, usize)> = placements
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| i >= p.out_start[0] && i < p.out_start[0] + p.extent[0])
+            .map(|(n, p)| (n, p, p.patch_start[0] + (i - p.out_start[0])))
+            .collect();
         if let Some(flag) = stale {
-            let reached = placements
-                .iter()
-                .any(|p| i >= p.out_start[0] && i < p.out_start[0] + p.extent[0]);
-            if *flag && reached {
+            if *flag && !reaching.is_empty() {
                 out_plane.fill(T::default());
                 *flag = false;
             }
         }
-        for (n, p) in placements.iter().enumerate() {
-            if i < p.out_start[0] || i >= p.out_start[0] + p.extent[0] {
-                continue;
-            }
-            let pi_index = p.patch_start[0] + (i - p.out_start[0]);
-            let (j0, k0) = (p.out_start[1], p.out_start[2]);
-            let (pj0, pk0) = (p.patch_start[1], p.patch_start[2]);
-            let (ej, ek) = (p.extent[1], p.extent[2]);
-            let wi = windows[0][pi_index];
-            for c in 0..channels {
-                let source = patches.slice(s![n, c, pi_index, .., ..]);
-                let mut target = out_plane.index_axis_mut(Axis(0), c);
-                for jj in 0..ej {
+        let Some(rows) = covered_rows(&reaching) else {
+            return;
+        };
+        // Output rows in order, and within a row the patches in batch order:
+        // the plane is written front to back (neighbouring patches fill
+        // adjacent pieces of a row), which the prefetchers follow, while every
+        // voxel still receives its contributions in the batch's order.
+        for c in 0..channels {
+            let sources: Vec<_> = reaching
+                .iter()
+                .map(|&(n, _, pi_index)| patches.slice(s![n, c, pi_index, .., ..]))
+                .collect();
+            let mut target = out_plane.index_axis_mut(Axis(0), c);
+            for j in rows.clone() {
+                let mut dst_row = target.row_mut(j);
+                let Some(dst_row) = dst_row.as_slice_mut() else {
+                    continue;
+                };
+                for (&(_, p, pi_index), source) in reaching.iter().zip(&sources) {
+                    let Some(jj) = row_in_patch(p, j) else {
+                        continue;
+                    };
+                    let (pj0, pk0, k0, ek) = (
+                        p.patch_start[1],
+                        p.patch_start[2],
+                        p.out_start[2],
+                        p.extent[2],
+                    );
                     let src_row = source.row(pj0 + jj);
-                    let mut dst_row = target.row_mut(j0 + jj);
-                    let (Some(src), Some(dst)) = (src_row.as_slice(), dst_row.as_slice_mut())
-                    else {
+                    let Some(src) = src_row.as_slice() else {
                         continue;
                     };
                     let src = &src[pk0..pk0 + ek];
-                    let dst = &mut dst[k0..k0 + ek];
+                    let dst = &mut dst_row[k0..k0 + ek];
                     match mode {
                         OverlapMode::Crop => dst.copy_from_slice(src),
                         OverlapMode::Average => {
@@ -341,7 +359,7 @@ fn accumulate<T: Accumulate>(
                         }
                         OverlapMode::Hann => {
                             // Separable window, multiplied in PyTorch's order.
-                            let wij = mul(wi, windows[1][pj0 + jj]);
+                            let wij = mul(windows[0][pi_index], windows[1][pj0 + jj]);
                             let wk = &windows[2][pk0..pk0 + ek];
                             for ((d, &v), &w) in dst.iter_mut().zip(src).zip(wk) {
                                 *d = d.add_product(v, mul(wij, w));
@@ -350,21 +368,32 @@ fn accumulate<T: Accumulate>(
                     }
                 }
             }
-            if let Some(weight_plane) = weight_plane.as_mut() {
-                let mut target = weight_plane.index_axis_mut(Axis(0), 0);
-                for jj in 0..ej {
-                    let mut dst_row = target.row_mut(j0 + jj);
-                    let Some(dst) = dst_row.as_slice_mut() else {
+        }
+        if let Some(weight_plane) = weight_plane.as_mut() {
+            let mut target = weight_plane.index_axis_mut(Axis(0), 0);
+            for j in rows {
+                let mut dst_row = target.row_mut(j);
+                let Some(dst_row) = dst_row.as_slice_mut() else {
+                    continue;
+                };
+                for &(_, p, pi_index) in &reaching {
+                    let Some(jj) = row_in_patch(p, j) else {
                         continue;
                     };
-                    let dst = &mut dst[k0..k0 + ek];
+                    let (pj0, pk0, k0, ek) = (
+                        p.patch_start[1],
+                        p.patch_start[2],
+                        p.out_start[2],
+                        p.extent[2],
+                    );
+                    let dst = &mut dst_row[k0..k0 + ek];
                     match mode {
                         OverlapMode::Average => {
                             let one = T::from_f64(1.0);
                             dst.iter_mut().for_each(|d| *d = d.add(one));
                         }
                         OverlapMode::Hann => {
-                            let wij = mul(wi, windows[1][pj0 + jj]);
+                            let wij = mul(windows[0][pi_index], windows[1][pj0 + jj]);
                             let wk = &windows[2][pk0..pk0 + ek];
                             for (d, &w) in dst.iter_mut().zip(wk) {
                                 *d = d.add(mul(wij, w));
@@ -390,6 +419,22 @@ fn accumulate<T: Accumulate>(
     crate::parallel::share_items(planes, |i, ((out_plane, weight_plane), flag)| {
         task(i, out_plane, weight_plane, flag)
     })
+}
+
+/// The output rows (J) that any of `reaching` covers, or `None` if none.
+fn covered_rows(reaching: &[(usize, &Placement, usize)]) -> Option<std::ops::Range<usize>> {
+    let first = reaching.iter().map(|(_, p, _)| p.out_start[1]).min()?;
+    let end = reaching
+        .iter()
+        .map(|(_, p, _)| p.out_start[1] + p.extent[1])
+        .max()?;
+    Some(first..end)
+}
+
+/// Row `j` of the output as a row of the patch placed by `p`, if it covers it.
+#[inline]
+fn row_in_patch(p: &Placement, j: usize) -> Option<usize> {
+    (j >= p.out_start[1] && j < p.out_start[1] + p.extent[1]).then(|| j - p.out_start[1])
 }
 
 /// Float voxels, which the normalisation of averaged outputs divides.
@@ -650,6 +695,47 @@ mod tests {
             let err = (&out - &v).iter().fold(0.0f64, |m, &d| m.max(d.abs()));
             let tolerance = if mode == OverlapMode::Hann { 1e-6 } else { 0.0 };
             assert!(err <= tolerance * 1000.0, "{mode:?}: max error {err}");
+        }
+    }
+
+    #[test]
+    fn a_batch_accumulates_like_its_patches_one_at_a_time() {
+        // Overlapping float32 patches of unrelated scales, so that the sum of a
+        // voxel's contributions depends on their order: one call with the
+        // whole batch must add them in the batch's order, bit for bit.
+        let shape = (2, 11, 9, 7);
+        let (_, locations, patches, _, grid) = grid_fixture();
+        let mut patches = patches.mapv(|v| v as f32);
+        for (n, mut patch) in patches.outer_iter_mut().enumerate() {
+            patch.mapv_inplace(|v| v * (1.0 / 3.0 + 0.1 * n as f32));
+        }
+        for mode in [OverlapMode::Crop, OverlapMode::Average, OverlapMode::Hann] {
+            let mut batched = (
+                Array4::<f32>::zeros(shape),
+                Array4::<f32>::zeros((1, 11, 9, 7)),
+            );
+            let mut single = batched.clone();
+            add_batch(
+                batched.0.view_mut(),
+                Some(batched.1.view_mut()),
+                patches.view(),
+                &locations,
+                mode,
+                grid,
+            )
+            .unwrap();
+            for (n, location) in locations.iter().enumerate() {
+                add_batch(
+                    single.0.view_mut(),
+                    Some(single.1.view_mut()),
+                    patches.slice(s![n..n + 1, .., .., .., ..]),
+                    std::slice::from_ref(location),
+                    mode,
+                    grid,
+                )
+                .unwrap();
+            }
+            assert_eq!(batched, single, "{mode:?}");
         }
     }
 
