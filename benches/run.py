@@ -41,6 +41,18 @@ def _versions() -> str:
     return ", ".join(parts)
 
 
+def _processor() -> str:
+    """The CPU's model name where the OS tells it (ratios depend on it), else its architecture."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()}, {platform.machine()}"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _summary(results: list[Result], targets: dict[str, dict[str, float]]) -> str:
     """Render each case's targets (minimum ratios from the issues) as met / not met."""
     lines = [
@@ -108,7 +120,7 @@ def main() -> None:
         "# torchvox benchmarks",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M UTC} on {threads} cores "
-        f"({platform.processor() or platform.machine()}); {_versions()}.",
+        f"({_processor()}); {_versions()}.",
         "",
         "Median of several calls after a warm-up, all libraries in the same process on the same",
         "input, torch and torchvox on the same number of threads, each library from the same torch",
