@@ -335,21 +335,15 @@ fn accumulate<T: Accumulate>(
                     continue;
                 };
                 for (&(_, p, pi_index), source) in reaching.iter().zip(&sources) {
-                    let Some(jj) = row_in_patch(p, j) else {
+                    let Some(piece) = row_piece(p, j) else {
                         continue;
                     };
-                    let (pj0, pk0, k0, ek) = (
-                        p.patch_start[1],
-                        p.patch_start[2],
-                        p.out_start[2],
-                        p.extent[2],
-                    );
-                    let src_row = source.row(pj0 + jj);
+                    let src_row = source.row(piece.patch_row);
                     let Some(src) = src_row.as_slice() else {
                         continue;
                     };
-                    let src = &src[pk0..pk0 + ek];
-                    let dst = &mut dst_row[k0..k0 + ek];
+                    let src = &src[piece.patch_k.clone()];
+                    let dst = &mut dst_row[piece.out_k.clone()];
                     match mode {
                         OverlapMode::Crop => dst.copy_from_slice(src),
                         OverlapMode::Average => {
@@ -358,9 +352,7 @@ fn accumulate<T: Accumulate>(
                             }
                         }
                         OverlapMode::Hann => {
-                            // Separable window, multiplied in PyTorch's order.
-                            let wij = mul(windows[0][pi_index], windows[1][pj0 + jj]);
-                            let wk = &windows[2][pk0..pk0 + ek];
+                            let (wij, wk) = piece.hann_weights(windows, pi_index);
                             for ((d, &v), &w) in dst.iter_mut().zip(src).zip(wk) {
                                 *d = d.add_product(v, mul(wij, w));
                             }
@@ -377,24 +369,17 @@ fn accumulate<T: Accumulate>(
                     continue;
                 };
                 for &(_, p, pi_index) in &reaching {
-                    let Some(jj) = row_in_patch(p, j) else {
+                    let Some(piece) = row_piece(p, j) else {
                         continue;
                     };
-                    let (pj0, pk0, k0, ek) = (
-                        p.patch_start[1],
-                        p.patch_start[2],
-                        p.out_start[2],
-                        p.extent[2],
-                    );
-                    let dst = &mut dst_row[k0..k0 + ek];
+                    let dst = &mut dst_row[piece.out_k.clone()];
                     match mode {
                         OverlapMode::Average => {
                             let one = T::from_f64(1.0);
                             dst.iter_mut().for_each(|d| *d = d.add(one));
                         }
                         OverlapMode::Hann => {
-                            let wij = mul(windows[0][pi_index], windows[1][pj0 + jj]);
-                            let wk = &windows[2][pk0..pk0 + ek];
+                            let (wij, wk) = piece.hann_weights(windows, pi_index);
                             for (d, &w) in dst.iter_mut().zip(wk) {
                                 *d = d.add(mul(wij, w));
                             }
@@ -431,10 +416,41 @@ fn covered_rows(reaching: &[(usize, &Placement, usize)]) -> Option<std::ops::Ran
     Some(first..end)
 }
 
-/// Row `j` of the output as a row of the patch placed by `p`, if it covers it.
+/// Where an output row meets the patch placed there: the patch's row, and
+/// the K ranges of the piece in the patch and in the output.
+struct RowPiece {
+    patch_row: usize,
+    patch_k: std::ops::Range<usize>,
+    out_k: std::ops::Range<usize>,
+}
+
+impl RowPiece {
+    /// The Hann weight of the piece's row in patch plane `pi_index`
+    /// (multiplied in PyTorch's order), and the K window along the piece.
+    fn hann_weights<'w, T: Accumulate>(
+        &self,
+        windows: &'w [Vec<T>; 3],
+        pi_index: usize,
+    ) -> (T, &'w [T]) {
+        (
+            mul(windows[0][pi_index], windows[1][self.patch_row]),
+            &windows[2][self.patch_k.clone()],
+        )
+    }
+}
+
+/// The piece of output row `j` that the patch placed by `p` covers, if any.
 #[inline]
-fn row_in_patch(p: &Placement, j: usize) -> Option<usize> {
-    (j >= p.out_start[1] && j < p.out_start[1] + p.extent[1]).then(|| j - p.out_start[1])
+fn row_piece(p: &Placement, j: usize) -> Option<RowPiece> {
+    let jj = j
+        .checked_sub(p.out_start[1])
+        .filter(|&jj| jj < p.extent[1])?;
+    let (pk0, k0, ek) = (p.patch_start[2], p.out_start[2], p.extent[2]);
+    Some(RowPiece {
+        patch_row: p.patch_start[1] + jj,
+        patch_k: pk0..pk0 + ek,
+        out_k: k0..k0 + ek,
+    })
 }
 
 /// Float voxels, which the normalisation of averaged outputs divides.
