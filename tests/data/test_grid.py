@@ -515,3 +515,128 @@ def test_an_output_the_caller_keeps_is_never_recycled() -> None:
         assert not np.shares_memory(output.numpy(), first.numpy())
         del output
     assert torch.equal(first, expected)
+
+
+def _aggregate_in_order(tensor, mode, order, batch_size, downsampling_factor=1, **grid_kwargs):
+    """Our aggregation of ``tensor``'s grid patches, added in ``order`` (a "model"
+    that halves, offsets and, with a downsampling factor, subsamples them)."""
+    subject = tio.Subject(image=tio.ScalarImage(tensor=tensor.clone()))
+    sampler = tio.GridSampler(subject, **grid_kwargs)
+    aggregator = tio.GridAggregator(
+        sampler, overlap_mode=mode, downsampling_factor=downsampling_factor
+    )
+    step = downsampling_factor
+    indices = order(len(sampler))
+    for first in range(0, len(indices), batch_size):
+        patches = [sampler[i] for i in indices[first : first + batch_size]]
+        batch = torch.stack([p["image"].data for p in patches])
+        batch = batch[..., ::step, ::step, ::step] * 0.5 + 0.25
+        aggregator.add_batch(batch, torch.stack([p["location"] for p in patches]))
+    return aggregator.get_output_tensor()
+
+
+@pytest.mark.parametrize("mode", ["average", "hann"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    ("shape", "grid_kwargs", "downsampling_factor"),
+    [
+        ((17, 13, 11), {"patch_size": (6, 5, 4), "patch_overlap": (2, 2, 0)}, 1),
+        ((15, 15, 9), {"patch_size": 7, "patch_overlap": 4, "padding_mode": "edge"}, 1),
+        ((20, 16, 12), {"patch_size": (8, 8, 4), "patch_overlap": (4, 4, 0)}, 2),
+    ],
+)
+@pytest.mark.parametrize("recycled", [False, True])
+def test_planes_divided_as_they_complete_equal_a_division_at_the_end(
+    mode, dtype, shape, grid_kwargs, downsampling_factor, recycled, monkeypatch
+) -> None:
+    # The aggregator divides each plane as soon as its last patch is added;
+    # without the sampler's grid it sums everything and divides at the end.
+    # Same batches, same order: the two must agree bit for bit.
+    from torchvox.data.inference._grid_progress import GridProgress
+
+    tensor = _volume(shape, 2, dtype)
+
+    def shuffled(count: int) -> list[int]:
+        return torch.randperm(count, generator=torch.Generator().manual_seed(3)).tolist()
+
+    # The aggregator's output: padded by the overlap (if the sampler pads),
+    # then downsampled.
+    padding = grid_kwargs["patch_overlap"] if "padding_mode" in grid_kwargs else 0
+    output_shape = (2, *((n + padding) // downsampling_factor for n in shape))
+
+    def run() -> torch.Tensor:
+        if recycled:
+            _dirty_output_pool(output_shape, dtype)
+            assert aggregator_module._OUTPUTS._arrays
+        return _aggregate_in_order(
+            tensor, mode, shuffled, 5, downsampling_factor=downsampling_factor, **grid_kwargs
+        )
+
+    early = run()
+    monkeypatch.setattr(GridProgress, "of_locations", classmethod(lambda cls, *args: None))
+    at_end = run()
+    # Hann-weighted patches are summed in float32, as in TorchIO.
+    assert early.dtype == at_end.dtype == (torch.float32 if mode == "hann" else dtype)
+    assert torch.equal(early, at_end)
+
+
+def test_grid_progress_reports_each_plane_once_when_its_last_patch_arrives() -> None:
+    from torchvox.data.inference._grid_progress import GridProgress
+
+    shape, patch = (23, 9, 8), (8, 5, 4)
+    subject = tio.Subject(image=tio.ScalarImage(tensor=torch.zeros(1, *shape)))
+    locations = tio.GridSampler(subject, patch, (2, 2, 0)).locations
+    progress = GridProgress.of_locations(locations, 1, shape[0])
+    assert progress is not None
+    generator = torch.Generator().manual_seed(1)
+    order = torch.randperm(len(locations), generator=generator).numpy()
+    added = np.zeros(len(locations), dtype=bool)
+    reported = np.zeros(shape[0], dtype=bool)
+    # Off the grid, another shape, or repeated within a batch: nothing recorded.
+    assert progress.add(locations[:1, :3] + 1, patch) is None
+    assert progress.add(locations[:1, :3], (8, 5, 3)) is None
+    assert progress.add(locations[[0, 0], :3], patch) is None
+    for first in range(0, len(order), 4):
+        batch = order[first : first + 4]
+        newly = progress.add(locations[batch, :3], patch)
+        assert newly is not None
+        added[batch] = True
+        # Brute force: a plane is complete once every patch reaching it is added.
+        complete = np.array(
+            [added[(locations[:, 0] <= i) & (i < locations[:, 3])].all() for i in range(shape[0])]
+        )
+        np.testing.assert_array_equal(newly, complete & ~reported)
+        reported |= newly
+    assert progress.complete and reported.all()
+    # A patch added again breaks the grid.
+    assert progress.add(locations[:1, :3], patch) is None
+    # Not every combination of the per-axis starts, or patches of two shapes:
+    # the weights are not known in advance.
+    diagonal = np.array([[0, 0, 0, 8, 5, 4], [1, 1, 0, 9, 6, 4]])
+    assert GridProgress.of_locations(diagonal, 1, 9) is None
+    two_shapes = np.array([[0, 0, 0, 8, 5, 4], [1, 0, 0, 8, 5, 4]])
+    assert GridProgress.of_locations(two_shapes, 1, 9) is None
+    assert GridProgress.of_locations(two_shapes[:1], 1, 9) is not None
+
+
+@pytest.mark.parametrize("mode", ["average", "hann"])
+def test_a_patch_off_the_grid_after_planes_were_divided_matches_torchio(mode) -> None:
+    # The first half of the grid completes some planes (divided at once); a
+    # patch shifted off the grid then makes the weights non-separable, so the
+    # divided planes must become sums again before it is added.
+    tensor = _volume((16, 12, 10), 1)
+    outputs = []
+    for module in (tio, torchio):
+        subject = module.Subject(image=module.ScalarImage(tensor=tensor.clone()))
+        sampler = module.GridSampler(subject, (6, 6, 5), (2, 2, 0))
+        aggregator = module.GridAggregator(sampler, overlap_mode=mode)
+        half = len(sampler) // 2
+        _add_patches(aggregator, sampler, range(half), lambda batch: batch * 3)
+        shifted = sampler[0]
+        location = shifted["location"].clone()
+        location[[0, 3]] += 1
+        aggregator.add_batch(shifted["image"].data[None] + 5, location[None])
+        _add_patches(aggregator, sampler, range(half, len(sampler)), lambda batch: batch * 3)
+        outputs.append(aggregator.get_output_tensor())
+    ours, theirs = outputs
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-5)

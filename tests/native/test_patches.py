@@ -322,3 +322,46 @@ def test_grid_weights_divide_in_place_like_a_new_array(mode, dtype) -> None:
         native().divide_by_grid_weights(
             np.asfortranarray(summed), starts, (5, 4, 3), mode, in_place=True
         )
+
+
+@pytest.mark.parametrize("mode", ["average", "hann"])
+def test_dividing_planes_in_place_leaves_the_others(mode) -> None:
+    rng = np.random.default_rng(7)
+    summed = rng.random((2, 13, 11, 9)).astype(np.float32)
+    starts = ([0, 4, 8], [0, 3, 7], [0, 2, 4, 6])
+    quotient = native().divide_by_grid_weights(summed, starts, (5, 4, 3), mode)
+    planes = np.arange(13) % 4 == 1
+    divided = summed.copy()
+    native().divide_by_grid_weights(divided, starts, (5, 4, 3), mode, in_place=True, planes=planes)
+    np.testing.assert_array_equal(divided[:, planes], quotient[:, planes])
+    np.testing.assert_array_equal(divided[:, ~planes], summed[:, ~planes])
+    with pytest.raises(ValueError, match="in_place"):
+        native().divide_by_grid_weights(summed, starts, (5, 4, 3), mode, planes=planes)
+    with pytest.raises(ValueError, match="one flag per output plane"):
+        native().divide_by_grid_weights(
+            summed, starts, (5, 4, 3), mode, in_place=True, planes=planes[1:]
+        )
+
+
+def test_aggregating_and_dividing_complete_planes_bad_input() -> None:
+    volume = np.round(_volume((1, 9, 9, 9), np.float32))
+    locations = _grid_locations((9, 9, 9), (5, 5, 5), (2, 2, 2))
+    patches = native().extract_patches(volume, locations[:, :3].copy(), (5, 5, 5))
+    starts = [[0, 3, 4], [0, 3, 4], [0, 3, 4]]
+    flags = np.zeros(9, dtype=bool)
+
+    def aggregate(output, mode="average", complete=flags, batch=patches):
+        native().aggregate_patches_dividing(
+            output, batch, locations, mode, (2, 2, 2), False, 1, flags.copy(), complete, starts
+        )
+
+    with pytest.raises(TypeError, match="float32 or float64"):
+        aggregate(np.zeros((1, 9, 9, 9), np.int32), batch=patches.astype(np.int32))
+    with pytest.raises(ValueError, match="crop"):
+        aggregate(np.zeros((1, 9, 9, 9), np.float32), mode="crop")
+    with pytest.raises(ValueError, match="one flag per output plane"):
+        aggregate(np.zeros((1, 9, 9, 9), np.float32), complete=flags[1:])
+    # Every plane flagged in one batch holding the whole grid: the volume back.
+    output = np.zeros((1, 9, 9, 9), np.float32)
+    aggregate(output, complete=np.ones(9, dtype=bool))
+    np.testing.assert_array_equal(output, volume)

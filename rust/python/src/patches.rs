@@ -213,22 +213,7 @@ pub fn aggregate_patches(
         padded,
         downsampling_factor,
     };
-    let locations_view = locations.as_array();
-    if locations_view.ncols() != 6 {
-        return Err(PyValueError::new_err(format!(
-            "locations must have shape (B, 6), got {:?}",
-            locations_view.shape()
-        )));
-    }
-    let rows: Vec<[i64; 6]> = locations_view
-        .rows()
-        .into_iter()
-        .map(|r| {
-            let mut row = [0i64; 6];
-            row.iter_mut().zip(r.iter()).for_each(|(o, &v)| *o = v);
-            row
-        })
-        .collect();
+    let rows = location_rows(&locations)?;
     macro_rules! accumulate {
         ($t:ty) => {
             if let Ok(out) = output.cast::<PyArray<$t, Ix4>>() {
@@ -292,13 +277,101 @@ pub fn aggregate_patches(
     Err(crate::boundary::unsupported_dtype("output", output))
 }
 
+/// [`aggregate_patches`] for a float32/float64 `output` of the `average` or
+/// `hann` mode without a weight volume, which then divides each output `I`
+/// plane flagged in `complete` (one bool per plane; `stale` as in
+/// [`aggregate_patches`], all false for a fresh output) by the weights of the full
+/// grid of patches starting at every combination of `grid_starts` (three
+/// lists of output-space corners): the caller flags the planes that have
+/// received every patch of that grid, and they are divided while in cache.
+#[pyfunction]
+#[pyo3(signature = (output, patches, locations, mode, overlap, padded, downsampling_factor, stale, complete, grid_starts))]
+#[allow(clippy::too_many_arguments)]
+pub fn aggregate_patches_dividing(
+    py: Python<'_>,
+    output: &Bound<'_, PyAny>,
+    patches: &Bound<'_, PyAny>,
+    locations: PyReadonlyArray2<'_, i64>,
+    mode: &str,
+    overlap: [usize; 3],
+    padded: bool,
+    downsampling_factor: usize,
+    stale: PyReadwriteArray1<'_, bool>,
+    complete: PyReadonlyArray1<'_, bool>,
+    grid_starts: [Vec<usize>; 3],
+) -> PyResult<()> {
+    let mode: aggregate::OverlapMode = mode.parse().map_err(crate::boundary::to_py_err)?;
+    let grid = aggregate::Grid {
+        overlap,
+        padded,
+        downsampling_factor,
+    };
+    let rows = location_rows(&locations)?;
+    let complete = complete
+        .as_slice()
+        .map_err(|_| not_contiguous("complete"))?;
+    let mut stale = stale;
+    let stale_flags = stale.as_slice_mut().map_err(|_| not_contiguous("stale"))?;
+    macro_rules! accumulate {
+        ($t:ty) => {
+            if let Ok(out) = output.cast::<PyArray<$t, Ix4>>() {
+                let batch = patches.cast::<PyArray<$t, Ix5>>().map_err(|_| {
+                    PyTypeError::new_err("patches must be a 5D array of the output's dtype")
+                })?;
+                if !out.is_c_contiguous() {
+                    return Err(not_contiguous("output"));
+                }
+                if !batch.is_c_contiguous() {
+                    return Err(not_contiguous("patches"));
+                }
+                let mut out_guard = out
+                    .try_readwrite()
+                    .map_err(|e| PyValueError::new_err(format!("output: {e}")))?;
+                let batch_guard = batch
+                    .try_readonly()
+                    .map_err(|e| PyValueError::new_err(format!("patches: {e}")))?;
+                let out_view = out_guard.as_array_mut();
+                let batch_view = batch_guard.as_array();
+                let (_, ni, nj, nk) = out_view.dim();
+                let (_, _, pi, pj, pk) = batch_view.dim();
+                let axes = [
+                    grid_starts[0].as_slice(),
+                    grid_starts[1].as_slice(),
+                    grid_starts[2].as_slice(),
+                ];
+                return run_here(py, || {
+                    let profiles =
+                        aggregate::grid_profiles::<$t>(axes, [pi, pj, pk], [ni, nj, nk], mode)?;
+                    aggregate::add_batch_dividing_complete(
+                        out_view,
+                        batch_view,
+                        &rows,
+                        mode,
+                        grid,
+                        stale_flags,
+                        complete,
+                        &profiles,
+                    )
+                });
+            }
+        };
+    }
+    accumulate!(f32);
+    accumulate!(f64);
+    Err(PyTypeError::new_err(
+        "output must be a 4D float32 or float64 NumPy array",
+    ))
+}
+
 /// Divides an `average`/`hann` aggregation `output` `(C, I, J, K)` (float32 or
 /// float64) by the weights of a full grid of patches of `patch_shape` starting
 /// at every combination of `starts` (three lists of output-space corners),
 /// without a weight volume; returns a new array (NaN where no patch reached),
-/// or, with `in_place`, divides `output` itself (C-contiguous) and returns it.
+/// or, with `in_place`, divides `output` itself (C-contiguous) and returns it;
+/// `planes` (one bool per output `I` plane, only with `in_place`) restricts
+/// the division to the planes flagged.
 #[pyfunction]
-#[pyo3(signature = (output, starts, patch_shape, mode, in_place=false))]
+#[pyo3(signature = (output, starts, patch_shape, mode, in_place=false, planes=None))]
 pub fn divide_by_grid_weights<'py>(
     py: Python<'py>,
     output: &Bound<'py, PyAny>,
@@ -306,7 +379,17 @@ pub fn divide_by_grid_weights<'py>(
     patch_shape: [usize; 3],
     mode: &str,
     in_place: bool,
+    planes: Option<PyReadonlyArray1<'py, bool>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    if planes.is_some() && !in_place {
+        return Err(PyValueError::new_err(
+            "planes restricts an in-place division: pass in_place=True",
+        ));
+    }
+    let planes = match planes.as_ref() {
+        Some(flags) => Some(flags.as_slice().map_err(|_| not_contiguous("planes"))?),
+        None => None,
+    };
     let mode: aggregate::OverlapMode = mode.parse().map_err(crate::boundary::to_py_err)?;
     let axes = [
         starts[0].as_slice(),
@@ -328,7 +411,12 @@ pub fn divide_by_grid_weights<'py>(
                     run(py, || {
                         let profiles =
                             aggregate::grid_profiles::<$t>(axes, patch_shape, [ni, nj, nk], mode)?;
-                        aggregate::divide_by_profiles_in_place(view, &profiles)
+                        match planes {
+                            Some(planes) => {
+                                aggregate::divide_planes_in_place(view, &profiles, planes)
+                            }
+                            None => aggregate::divide_by_profiles_in_place(view, &profiles),
+                        }
                     })?;
                     return Ok(output.clone());
                 }
@@ -353,6 +441,26 @@ pub fn divide_by_grid_weights<'py>(
     ))
 }
 
+/// The `(B, 6)` rows `i0, j0, k0, i1, j1, k1` of `locations`.
+fn location_rows(locations: &PyReadonlyArray2<'_, i64>) -> PyResult<Vec<[i64; 6]>> {
+    let view = locations.as_array();
+    if view.ncols() != 6 {
+        return Err(PyValueError::new_err(format!(
+            "locations must have shape (B, 6), got {:?}",
+            view.shape()
+        )));
+    }
+    Ok(view
+        .rows()
+        .into_iter()
+        .map(|r| {
+            let mut row = [0i64; 6];
+            row.iter_mut().zip(r.iter()).for_each(|(o, &v)| *o = v);
+            row
+        })
+        .collect())
+}
+
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(extract_patch, module)?)?;
     module.add_function(wrap_pyfunction!(extract_patches, module)?)?;
@@ -360,6 +468,7 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(centre_table, module)?)?;
     module.add_function(wrap_pyfunction!(draw_centres, module)?)?;
     module.add_function(wrap_pyfunction!(aggregate_patches, module)?)?;
+    module.add_function(wrap_pyfunction!(aggregate_patches_dividing, module)?)?;
     module.add_function(wrap_pyfunction!(divide_by_grid_weights, module)?)?;
     Ok(())
 }

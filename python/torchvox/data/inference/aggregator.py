@@ -9,6 +9,7 @@ import torch
 
 from ..._backend import clone, native, to_numpy
 from .._recycle import ArrayPool
+from ._grid_progress import GridProgress
 from .grid_sampler import GridSampler
 
 __all__ = ["GridAggregator"]
@@ -82,6 +83,11 @@ class GridAggregator:
         # True once get_output_tensor has divided the float accumulator of a full
         # grid in place: ``_output_array`` then holds the normalised output.
         self._normalised = False
+        # The sampler's grid, for dividing the planes of a weighted float
+        # aggregation as soon as they are complete (see GridProgress); None
+        # once the batches leave the grid, or in crop mode.
+        self._grid_locations = np.asarray(sampler.locations, dtype=np.int64)
+        self._progress: GridProgress | None = None
 
     @staticmethod
     def _parse_overlap_mode(overlap_mode: str) -> None:
@@ -102,6 +108,10 @@ class GridAggregator:
                 self._stale = True
             else:
                 self._stale_planes = np.ones(shape[1], dtype=bool)
+        if self.overlap_mode != "crop" and self._output_array.dtype.kind == "f":
+            self._progress = GridProgress.of_locations(
+                self._grid_locations, self._downsampling_factor, shape[1]
+            )
 
     def add_batch(self, batch_tensor: torch.Tensor, locations: torch.Tensor) -> None:
         """Add a batch of patches predicted by a network to the output volume.
@@ -144,6 +154,27 @@ class GridAggregator:
             self._restore_sum()
         assert self._output_array is not None
         overlap = tuple(int(v) for v in self.patch_overlap.tolist())
+        complete = None
+        if self._progress is not None:
+            complete = self._progress.add(location_array[:, :3] // d, target_shape)
+            if complete is None:
+                self._undo_early_division()
+        if complete is not None and self._progress is not None:
+            stale = self._stale_planes
+            native().aggregate_patches_dividing(
+                self._output_array,
+                array,
+                location_array,
+                self.overlap_mode,
+                overlap,
+                self.volume_padded,
+                d,
+                np.zeros(len(complete), dtype=bool) if stale is None else stale,
+                complete,
+                [axis.tolist() for axis in self._progress.starts],
+            )
+            self._batches.append((location_array, target_shape))
+            return
         native().aggregate_patches(
             self._output_array,
             None,
@@ -203,12 +234,19 @@ class GridAggregator:
 
         A float accumulator of a full grid is divided in place and returned
         itself: a new 1 mm brain volume costs more to fault in than the whole
-        division. The aggregator then remembers that it holds the quotient, so
-        a repeated call returns it again and a later :meth:`add_batch` first
-        rebuilds the sum in a new array (leaving the returned tensor alone).
+        division. When the batches are those of the sampler's grid, most planes
+        were already divided by :meth:`add_batch`, right after their last
+        patch (see ``GridProgress``), with the same quotients. The
+        aggregator then remembers that it holds the quotient, so a repeated
+        call returns it again and a later :meth:`add_batch` first rebuilds the
+        sum in a new array (leaving the returned tensor alone).
         """
         if self._normalised:
             return output
+        if self._progress is not None:
+            if self._progress.complete:
+                return self._divide_remaining_planes(output, self._progress)
+            self._undo_early_division()
         accumulator = output.is_floating_point()
         if not accumulator:
             output = output.to(torch.get_default_dtype())
@@ -222,6 +260,39 @@ class GridAggregator:
             self._normalised = accumulator
             return output
         return torch.true_divide(output, torch.from_numpy(self._weight_volume(summed.dtype)))
+
+    def _divide_remaining_planes(
+        self, output: torch.Tensor, progress: GridProgress
+    ) -> torch.Tensor:
+        """Divides in place the planes of a whole grid not divided while it was added."""
+        remaining = ~progress.divided
+        if remaining.any():
+            native().divide_by_grid_weights(
+                to_numpy(output),
+                [axis.tolist() for axis in progress.starts],
+                progress.patch_shape,
+                self.overlap_mode,
+                in_place=True,
+                planes=remaining,
+            )
+            progress.divided[:] = True
+        self._normalised = True
+        return output
+
+    def _undo_early_division(self) -> None:
+        """Multiplies the planes divided early back by their weights, in place.
+
+        For batches that leave the sampler's grid (or an output read before the
+        grid is whole): the sum is then rebuilt, exact up to the rounding of the
+        quotients, and the division is left to :meth:`get_output_tensor`.
+        """
+        progress, self._progress = self._progress, None
+        if progress is None or not progress.divided.any():
+            return
+        assert self._output_array is not None
+        planes = progress.divided
+        weights = self._weight_volume(self._output_array.dtype)
+        self._output_array[:, planes] *= weights[:, planes]
 
     def _full_grid(
         self,
@@ -301,6 +372,7 @@ class GridAggregator:
         weights = self._weight_volume(self._output_array.dtype)
         self._output_array = self._output_array * weights
         self._normalised = False
+        self._progress = None
 
     def _stamp(
         self,

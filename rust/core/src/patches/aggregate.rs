@@ -193,7 +193,7 @@ pub fn add_batch<T: Accumulate>(
     mode: OverlapMode,
     grid: Grid,
 ) -> Result<()> {
-    accumulate(output, weights, patches, locations, mode, grid, None)
+    accumulate(output, weights, patches, locations, mode, grid, None, None)
 }
 
 /// [`add_batch`] into an `output` whose `I` planes flagged in `stale` (one
@@ -226,9 +226,73 @@ pub fn add_batch_zeroing_stale<T: Accumulate>(
         )));
     }
     let stale = (mode != OverlapMode::Crop).then_some(stale);
-    accumulate(output, weights, patches, locations, mode, grid, stale)
+    accumulate(output, weights, patches, locations, mode, grid, stale, None)
 }
 
+/// [`add_batch_zeroing_stale`] without a weight volume (`Average` or `Hann`),
+/// which also divides each `I` plane flagged in `complete` by its weights
+/// `P0[i] P1[j] P2[k]` (the `profiles` of [`grid_profiles`]) once the batch
+/// has been added to it.
+///
+/// For a caller that knows which planes have received every patch of their
+/// full grid: dividing a plane right after its last contribution, while it
+/// is still in cache, replaces a pass over the whole volume at the end. The
+/// quotient is that of [`divide_by_profiles_in_place`], bit for bit.
+///
+/// Errors: those of [`add_batch_zeroing_stale`], `Crop` mode, and `complete`
+/// or `profiles` that do not match the output's planes.
+#[allow(clippy::too_many_arguments)]
+pub fn add_batch_dividing_complete<T: Quotient>(
+    output: ArrayViewMut4<'_, T>,
+    patches: ArrayView5<'_, T>,
+    locations: &[[i64; 6]],
+    mode: OverlapMode,
+    grid: Grid,
+    stale: &mut [bool],
+    complete: &[bool],
+    profiles: &[Vec<T>; 3],
+) -> Result<()> {
+    if mode == OverlapMode::Crop {
+        return Err(Error::InvalidArgument(
+            "crop aggregation has no weights to divide by".into(),
+        ));
+    }
+    let (_, planes, _, _) = output.dim();
+    check_profiles(output.dim(), profiles)?;
+    if stale.len() != planes || complete.len() != planes {
+        return Err(Error::Shape(format!(
+            "stale and complete must hold one flag per output plane ({planes}), got {} and {}",
+            stale.len(),
+            complete.len()
+        )));
+    }
+    let divide = |i: usize, plane: &mut ArrayViewMut3<'_, T>| {
+        if !complete[i] {
+            return;
+        }
+        for mut channel in plane.outer_iter_mut() {
+            if let Some(values) = channel.as_slice_mut() {
+                divide_plane(values, None, i, profiles);
+            }
+        }
+    };
+    let finish: &PlaneHook<'_, T> = &divide;
+    accumulate(
+        output,
+        None,
+        patches,
+        locations,
+        mode,
+        grid,
+        Some(stale),
+        Some(finish),
+    )
+}
+
+/// Work done on output plane `i` after the batch has been added to it.
+type PlaneHook<'h, T> = dyn Fn(usize, &mut ArrayViewMut3<'_, T>) + Sync + 'h;
+
+#[allow(clippy::too_many_arguments)]
 fn accumulate<T: Accumulate>(
     mut output: ArrayViewMut4<'_, T>,
     weights: Option<ArrayViewMut4<'_, T>>,
@@ -237,6 +301,7 @@ fn accumulate<T: Accumulate>(
     mode: OverlapMode,
     grid: Grid,
     stale: Option<&mut [bool]>,
+    finish: Option<&PlaneHook<'_, T>>,
 ) -> Result<()> {
     let (batch, channels, pi, pj, pk) = patches.dim();
     let (out_channels, oi, oj, ok) = output.dim();
@@ -298,10 +363,10 @@ fn accumulate<T: Accumulate>(
     let windows = &windows;
     let placements = &placements;
     let patches = &patches;
-    let task = |i: usize,
-                mut out_plane: ArrayViewMut3<'_, T>,
-                mut weight_plane: Option<ArrayViewMut3<'_, T>>,
-                stale: Option<&mut bool>| {
+    let add_to_plane = |i: usize,
+                        out_plane: &mut ArrayViewMut3<'_, T>,
+                        mut weight_plane: Option<ArrayViewMut3<'_, T>>,
+                        stale: Option<&mut bool>| {
         // The patches that reach this plane, in batch order, each with the
         // patch plane it contributes.
         let reaching: Vec<(usize, &Placement, usize)> = placements
@@ -401,8 +466,11 @@ fn accumulate<T: Accumulate>(
         None => (0..oi).map(|_| None).collect(),
     };
     let planes: Vec<_> = out_planes.zip(weight_planes).zip(flags).collect();
-    crate::parallel::share_items(planes, |i, ((out_plane, weight_plane), flag)| {
-        task(i, out_plane, weight_plane, flag)
+    crate::parallel::share_items(planes, |i, ((mut out_plane, weight_plane), flag)| {
+        add_to_plane(i, &mut out_plane, weight_plane, flag);
+        if let Some(finish) = finish {
+            finish(i, &mut out_plane);
+        }
     })
 }
 
@@ -597,11 +665,31 @@ pub fn divide_by_profiles<T: Quotient>(
 ///
 /// Errors: profiles that do not match `output`, or a non-contiguous `output`.
 pub fn divide_by_profiles_in_place<T: Quotient>(
+    output: ArrayViewMut4<'_, T>,
+    profiles: &[Vec<T>; 3],
+) -> Result<()> {
+    let planes = output.dim().1;
+    divide_planes_in_place(output, profiles, &vec![true; planes])
+}
+
+/// [`divide_by_profiles_in_place`] restricted to the `I` planes flagged in
+/// `planes` (one flag per plane); the others are left as they are.
+///
+/// Errors: those of [`divide_by_profiles_in_place`], and `planes` not of
+/// length `I`.
+pub fn divide_planes_in_place<T: Quotient>(
     mut output: ArrayViewMut4<'_, T>,
     profiles: &[Vec<T>; 3],
+    planes: &[bool],
 ) -> Result<()> {
     check_profiles(output.dim(), profiles)?;
     let (_, ni, nj, nk) = output.dim();
+    if planes.len() != ni {
+        return Err(Error::Shape(format!(
+            "planes must hold one flag per output plane ({ni}), got {}",
+            planes.len()
+        )));
+    }
     let plane = nj * nk;
     let Some(data) = output.as_slice_mut() else {
         return Err(Error::Shape("output must be C-contiguous".into()));
@@ -611,6 +699,7 @@ pub fn divide_by_profiles_in_place<T: Quotient>(
     }
     data.par_chunks_mut(plane)
         .enumerate()
+        .filter(|(index, _)| planes[index % ni])
         .for_each(|(index, d)| divide_plane(d, None, index % ni, profiles));
     Ok(())
 }
@@ -877,6 +966,146 @@ mod tests {
         let mut transposed = v.clone().reversed_axes();
         let fits = [vec![1.0f64; 9], vec![1.0; 11], vec![1.0; 2]];
         assert!(divide_by_profiles_in_place(transposed.view_mut(), &fits).is_err());
+    }
+
+    /// The distinct starts of `locations` along each axis.
+    fn axis_starts(locations: &[[i64; 6]]) -> [Vec<usize>; 3] {
+        let mut starts: [Vec<usize>; 3] = Default::default();
+        for (axis, axis_starts) in starts.iter_mut().enumerate() {
+            *axis_starts = locations.iter().map(|l| l[axis] as usize).collect();
+            axis_starts.sort_unstable();
+            axis_starts.dedup();
+        }
+        starts
+    }
+
+    #[test]
+    fn planes_divided_as_they_complete_equal_a_division_at_the_end() {
+        let shape = (2, 11, 9, 7);
+        let (_, locations, patches, patch, grid) = grid_fixture();
+        let starts = axis_starts(&locations);
+        // Batches in an order that completes planes at several points (the
+        // last first-axis start first), of uneven sizes.
+        let mut order: Vec<usize> = (0..locations.len()).rev().collect();
+        order.rotate_left(3);
+        for mode in [OverlapMode::Average, OverlapMode::Hann] {
+            let profiles = grid_profiles::<f64>(
+                [&starts[0], &starts[1], &starts[2]],
+                patch,
+                [11, 9, 7],
+                mode,
+            )
+            .unwrap();
+            // The same batches, summed first (in the same order: float sums
+            // depend on it) and divided at the end.
+            let mut at_end = Array4::<f64>::zeros(shape);
+            for batch in order.chunks(4) {
+                let rows: Vec<[i64; 6]> = batch.iter().map(|&n| locations[n]).collect();
+                let selected = patches.select(Axis(0), batch);
+                add_batch(at_end.view_mut(), None, selected.view(), &rows, mode, grid).unwrap();
+            }
+            divide_by_profiles_in_place(at_end.view_mut(), &profiles).unwrap();
+
+            // A recycled output: leftovers everywhere, every plane stale.
+            let mut early = Array4::<f64>::from_elem(shape, 7.5);
+            let mut stale = vec![true; 11];
+            let mut divided = [false; 11];
+            let mut remaining: Vec<usize> = (0..11)
+                .map(|i| {
+                    let reaching = |l: &&[i64; 6]| (l[0] as usize..l[3] as usize).contains(&i);
+                    locations.iter().filter(reaching).count()
+                })
+                .collect();
+            for batch in order.chunks(4) {
+                let rows: Vec<[i64; 6]> = batch.iter().map(|&n| locations[n]).collect();
+                let selected = patches.select(Axis(0), batch);
+                for row in &rows {
+                    for count in &mut remaining[row[0] as usize..row[3] as usize] {
+                        *count -= 1;
+                    }
+                }
+                let complete: Vec<bool> =
+                    (0..11).map(|i| remaining[i] == 0 && !divided[i]).collect();
+                add_batch_dividing_complete(
+                    early.view_mut(),
+                    selected.view(),
+                    &rows,
+                    mode,
+                    grid,
+                    &mut stale,
+                    &complete,
+                    &profiles,
+                )
+                .unwrap();
+                for (d, &c) in divided.iter_mut().zip(&complete) {
+                    *d |= c;
+                }
+            }
+            assert!(divided.iter().all(|&d| d));
+            assert_eq!(early, at_end, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn dividing_only_some_planes_leaves_the_others() {
+        let (v, locations, _, patch, _) = grid_fixture();
+        let starts = axis_starts(&locations);
+        let profiles = grid_profiles::<f64>(
+            [&starts[0], &starts[1], &starts[2]],
+            patch,
+            [11, 9, 7],
+            OverlapMode::Hann,
+        )
+        .unwrap();
+        let mut all = v.clone();
+        divide_by_profiles_in_place(all.view_mut(), &profiles).unwrap();
+        let planes: Vec<bool> = (0..11).map(|i| i % 3 == 1).collect();
+        let mut some = v.clone();
+        divide_planes_in_place(some.view_mut(), &profiles, &planes).unwrap();
+        for (i, &flag) in planes.iter().enumerate() {
+            let expected = if flag { &all } else { &v };
+            assert_eq!(
+                some.slice(s![.., i, .., ..]),
+                expected.slice(s![.., i, .., ..]),
+                "plane {i}"
+            );
+        }
+        assert!(divide_planes_in_place(some.view_mut(), &profiles, &planes[1..]).is_err());
+    }
+
+    #[test]
+    fn dividing_complete_planes_rejects_crop_and_short_flags() {
+        let (_, locations, patches, patch, grid) = grid_fixture();
+        let starts = axis_starts(&locations);
+        let profiles = grid_profiles::<f64>(
+            [&starts[0], &starts[1], &starts[2]],
+            patch,
+            [11, 9, 7],
+            OverlapMode::Average,
+        )
+        .unwrap();
+        let mut out = Array4::<f64>::zeros((2, 11, 9, 7));
+        let mut stale = vec![false; 11];
+        let cases = [
+            (OverlapMode::Crop, 11, 11),
+            (OverlapMode::Average, 10, 11),
+            (OverlapMode::Average, 11, 12),
+        ];
+        for (mode, complete_len, stale_len) in cases {
+            stale.resize(stale_len, false);
+            let result = add_batch_dividing_complete(
+                out.view_mut(),
+                patches.view(),
+                &locations,
+                mode,
+                grid,
+                &mut stale,
+                &vec![false; complete_len],
+                &profiles,
+            );
+            assert!(result.is_err(), "{mode:?} {complete_len} {stale_len}");
+        }
+        assert!(out.iter().all(|&v| v == 0.0));
     }
 
     #[test]
