@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 __all__ = ["GridProgress"]
@@ -31,15 +33,19 @@ class GridProgress:
     ):
         self.starts = starts
         self.patch_shape = patch_shape
-        counts = tuple(len(axis) for axis in starts)
-        self._seen = np.zeros(counts, dtype=bool)
-        # Patches added so far per first-axis start, and how many make it whole.
-        self._added_per_start = np.zeros(counts[0], dtype=np.int64)
-        self._per_start = counts[1] * counts[2]
-        # covers[s, i]: the patches at first-axis start s reach plane i.
-        planes = np.arange(num_planes)
-        first = starts[0][:, np.newaxis]
-        self._covers = (planes >= first) & (planes < first + patch_shape[0])
+        #: The starts as lists of ints, as the native kernels take them.
+        self.start_lists = [axis.tolist() for axis in starts]
+        # Grid position of every corner (a batch holds a few patches: dict
+        # lookups cost less than vectorised searches).
+        corners = itertools.product(*self.start_lists)
+        self._index = {corner: n for n, corner in enumerate(corners)}
+        self._seen: set[int] = set()
+        # Patches still to be added that reach each plane.
+        self._pending = np.zeros(num_planes, dtype=np.int64)
+        per_start = len(starts[1]) * len(starts[2])
+        for first in self.start_lists[0]:
+            self._pending[first : first + patch_shape[0]] += per_start
+        self._covered = self._pending > 0
         self.divided = np.zeros(num_planes, dtype=bool)
 
     @classmethod
@@ -55,16 +61,14 @@ class GridProgress:
         if not len(locations):
             return None
         corners = locations[:, :3] // downsampling_factor
-        shapes = np.unique(locations[:, 3:] // downsampling_factor - corners, axis=0)
-        if len(shapes) != 1 or np.any(shapes <= 0):
+        shapes = locations[:, 3:] // downsampling_factor - corners
+        if np.any(shapes != shapes[0]) or np.any(shapes[0] <= 0):
             return None
-        starts = tuple(np.unique(corners[:, axis]) for axis in range(3))
-        is_full_grid = (
-            len(np.unique(corners, axis=0))
-            == len(corners)
-            == int(np.prod([len(axis) for axis in starts]))
-        )
-        if not is_full_grid:
+        rows = corners.tolist()
+        starts = tuple(np.array(sorted({row[axis] for row in rows})) for axis in range(3))
+        # Distinct corners, as many as the combinations of the per-axis starts.
+        distinct = len(set(map(tuple, rows)))
+        if not distinct == len(rows) == int(np.prod([len(axis) for axis in starts])):
             return None
         pi, pj, pk = (int(n) for n in shapes[0])
         return cls((starts[0], starts[1], starts[2]), (pi, pj, pk), num_planes)
@@ -72,7 +76,7 @@ class GridProgress:
     @property
     def complete(self) -> bool:
         """Whether every patch of the grid has been added."""
-        return bool(self._seen.all())
+        return len(self._seen) == len(self._index)
 
     def add(self, corners: np.ndarray, patch_shape: tuple[int, int, int]) -> np.ndarray | None:
         """Records a batch of patches and returns the planes it completes.
@@ -89,22 +93,19 @@ class GridProgress:
         """
         if tuple(patch_shape) != self.patch_shape:
             return None
-        indices = []
-        for axis in range(3):
-            grid = self.starts[axis]
-            index = np.searchsorted(grid, corners[:, axis])
-            inside = index < len(grid)
-            if not inside.all() or np.any(grid[index] != corners[:, axis]):
+        rows = [tuple(corner) for corner in corners.tolist()]
+        positions: list[int] = []
+        for corner in rows:
+            position = self._index.get(corner)
+            if position is None or position in self._seen:
                 return None
-            indices.append(index)
-        flat = np.ravel_multi_index(tuple(indices), self._seen.shape)
-        if len(np.unique(flat)) != len(flat) or self._seen.flat[flat].any():
+            positions.append(position)
+        if len(set(positions)) != len(positions):
             return None
-        self._seen.flat[flat] = True
-        self._added_per_start += np.bincount(indices[0], minlength=len(self._added_per_start))
-        whole = self._added_per_start == self._per_start
-        # A plane is complete once every start whose patches reach it is whole.
-        complete = self._covers.any(axis=0) & ~(self._covers & ~whole[:, np.newaxis]).any(axis=0)
-        newly = complete & ~self.divided
+        self._seen.update(positions)
+        depth = self.patch_shape[0]
+        for first, _, _ in rows:
+            self._pending[first : first + depth] -= 1
+        newly = self._covered & (self._pending == 0) & ~self.divided
         self.divided |= newly
         return newly

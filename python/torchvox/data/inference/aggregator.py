@@ -171,7 +171,7 @@ class GridAggregator:
                 d,
                 np.zeros(len(complete), dtype=bool) if stale is None else stale,
                 complete,
-                [axis.tolist() for axis in self._progress.starts],
+                self._progress.start_lists,
             )
             self._batches.append((location_array, target_shape))
             return
@@ -269,7 +269,7 @@ class GridAggregator:
         if remaining.any():
             native().divide_by_grid_weights(
                 to_numpy(output),
-                [axis.tolist() for axis in progress.starts],
+                progress.start_lists,
                 progress.patch_shape,
                 self.overlap_mode,
                 in_place=True,
