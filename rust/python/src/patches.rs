@@ -2,8 +2,8 @@
 
 use ndarray::{Ix3, Ix4, Ix5};
 use numpy::{
-    IntoPyArray, PyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1,
-    PyUntypedArrayMethods,
+    Element, IntoPyArray, PyArray, PyArrayMethods, PyReadonlyArray, PyReadonlyArray1,
+    PyReadonlyArray2, PyReadwriteArray, PyReadwriteArray1, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -216,22 +216,7 @@ pub fn aggregate_patches(
     let rows = location_rows(&locations)?;
     macro_rules! accumulate {
         ($t:ty) => {
-            if let Ok(out) = output.cast::<PyArray<$t, Ix4>>() {
-                let batch = patches.cast::<PyArray<$t, Ix5>>().map_err(|_| {
-                    PyTypeError::new_err("patches must be a 5D array of the output's dtype")
-                })?;
-                if !out.is_c_contiguous() {
-                    return Err(not_contiguous("output"));
-                }
-                if !batch.is_c_contiguous() {
-                    return Err(not_contiguous("patches"));
-                }
-                let mut out_guard = out
-                    .try_readwrite()
-                    .map_err(|e| PyValueError::new_err(format!("output: {e}")))?;
-                let batch_guard = batch
-                    .try_readonly()
-                    .map_err(|e| PyValueError::new_err(format!("patches: {e}")))?;
+            if let Some((mut out_guard, batch_guard)) = output_and_patches::<$t>(output, patches)? {
                 let mut weight_guard = match weights {
                     Some(w) => {
                         let w = w.cast::<PyArray<$t, Ix4>>().map_err(|_| {
@@ -314,22 +299,7 @@ pub fn aggregate_patches_dividing(
     let stale_flags = stale.as_slice_mut().map_err(|_| not_contiguous("stale"))?;
     macro_rules! accumulate {
         ($t:ty) => {
-            if let Ok(out) = output.cast::<PyArray<$t, Ix4>>() {
-                let batch = patches.cast::<PyArray<$t, Ix5>>().map_err(|_| {
-                    PyTypeError::new_err("patches must be a 5D array of the output's dtype")
-                })?;
-                if !out.is_c_contiguous() {
-                    return Err(not_contiguous("output"));
-                }
-                if !batch.is_c_contiguous() {
-                    return Err(not_contiguous("patches"));
-                }
-                let mut out_guard = out
-                    .try_readwrite()
-                    .map_err(|e| PyValueError::new_err(format!("output: {e}")))?;
-                let batch_guard = batch
-                    .try_readonly()
-                    .map_err(|e| PyValueError::new_err(format!("patches: {e}")))?;
+            if let Some((mut out_guard, batch_guard)) = output_and_patches::<$t>(output, patches)? {
                 let out_view = out_guard.as_array_mut();
                 let batch_view = batch_guard.as_array();
                 let (_, ni, nj, nk) = out_view.dim();
@@ -439,6 +409,35 @@ pub fn divide_by_grid_weights<'py>(
     Err(PyTypeError::new_err(
         "output must be a 4D float32 or float64 NumPy array",
     ))
+}
+
+/// `output` `(C, I, J, K)` borrowed for writing and `patches` `(B, C, pi, pj,
+/// pk)` for reading, both C-contiguous arrays of `T`; `None` if `output` is
+/// not an array of `T` (the caller tries the next type).
+#[allow(clippy::type_complexity)]
+fn output_and_patches<'py, T: Element>(
+    output: &Bound<'py, PyAny>,
+    patches: &Bound<'py, PyAny>,
+) -> PyResult<Option<(PyReadwriteArray<'py, T, Ix4>, PyReadonlyArray<'py, T, Ix5>)>> {
+    let Ok(out) = output.cast::<PyArray<T, Ix4>>() else {
+        return Ok(None);
+    };
+    let batch = patches
+        .cast::<PyArray<T, Ix5>>()
+        .map_err(|_| PyTypeError::new_err("patches must be a 5D array of the output's dtype"))?;
+    if !out.is_c_contiguous() {
+        return Err(not_contiguous("output"));
+    }
+    if !batch.is_c_contiguous() {
+        return Err(not_contiguous("patches"));
+    }
+    let out_guard = out
+        .try_readwrite()
+        .map_err(|e| PyValueError::new_err(format!("output: {e}")))?;
+    let batch_guard = batch
+        .try_readonly()
+        .map_err(|e| PyValueError::new_err(format!("patches: {e}")))?;
+    Ok(Some((out_guard, batch_guard)))
 }
 
 /// The `(B, 6)` rows `i0, j0, k0, i1, j1, k1` of `locations`.

@@ -915,12 +915,6 @@ mod tests {
     fn separable_profiles_equal_the_accumulated_weights() {
         let shape = (2, 11, 9, 7);
         let (v, locations, patches, patch, grid) = grid_fixture();
-        let mut starts: [Vec<usize>; 3] = Default::default();
-        for (axis, axis_starts) in starts.iter_mut().enumerate() {
-            *axis_starts = locations.iter().map(|l| l[axis] as usize).collect();
-            axis_starts.sort_unstable();
-            axis_starts.dedup();
-        }
         for mode in [OverlapMode::Average, OverlapMode::Hann] {
             let mut summed = Array4::<f64>::zeros(shape);
             let mut w = Array4::<f64>::zeros((1, 11, 9, 7));
@@ -937,13 +931,7 @@ mod tests {
             let mut sum_only = Array4::<f64>::zeros(shape);
             add_batch(sum_only.view_mut(), None, batch, &locations, mode, grid).unwrap();
             assert_eq!(sum_only, summed);
-            let profiles = grid_profiles::<f64>(
-                [&starts[0], &starts[1], &starts[2]],
-                patch,
-                [11, 9, 7],
-                mode,
-            )
-            .unwrap();
+            let profiles = fixture_profiles(&locations, patch, mode);
             let divided = divide_by_profiles(sum_only.view(), &profiles).unwrap();
             let mut in_place = sum_only.clone();
             divide_by_profiles_in_place(in_place.view_mut(), &profiles).unwrap();
@@ -968,34 +956,33 @@ mod tests {
         assert!(divide_by_profiles_in_place(transposed.view_mut(), &fits).is_err());
     }
 
-    /// The distinct starts of `locations` along each axis.
-    fn axis_starts(locations: &[[i64; 6]]) -> [Vec<usize>; 3] {
+    /// The weight profiles of `mode` for the full grid of `patch`-sized
+    /// patches at `locations` over the fixture's `11 x 9 x 7` volume.
+    fn fixture_profiles(
+        locations: &[[i64; 6]],
+        patch: [usize; 3],
+        mode: OverlapMode,
+    ) -> [Vec<f64>; 3] {
         let mut starts: [Vec<usize>; 3] = Default::default();
         for (axis, axis_starts) in starts.iter_mut().enumerate() {
             *axis_starts = locations.iter().map(|l| l[axis] as usize).collect();
             axis_starts.sort_unstable();
             axis_starts.dedup();
         }
-        starts
+        let axes = [&starts[0][..], &starts[1][..], &starts[2][..]];
+        grid_profiles::<f64>(axes, patch, [11, 9, 7], mode).unwrap()
     }
 
     #[test]
     fn planes_divided_as_they_complete_equal_a_division_at_the_end() {
         let shape = (2, 11, 9, 7);
         let (_, locations, patches, patch, grid) = grid_fixture();
-        let starts = axis_starts(&locations);
         // Batches in an order that completes planes at several points (the
         // last first-axis start first), of uneven sizes.
         let mut order: Vec<usize> = (0..locations.len()).rev().collect();
         order.rotate_left(3);
         for mode in [OverlapMode::Average, OverlapMode::Hann] {
-            let profiles = grid_profiles::<f64>(
-                [&starts[0], &starts[1], &starts[2]],
-                patch,
-                [11, 9, 7],
-                mode,
-            )
-            .unwrap();
+            let profiles = fixture_profiles(&locations, patch, mode);
             // The same batches, summed first (in the same order: float sums
             // depend on it) and divided at the end.
             let mut at_end = Array4::<f64>::zeros(shape);
@@ -1049,14 +1036,7 @@ mod tests {
     #[test]
     fn dividing_only_some_planes_leaves_the_others() {
         let (v, locations, _, patch, _) = grid_fixture();
-        let starts = axis_starts(&locations);
-        let profiles = grid_profiles::<f64>(
-            [&starts[0], &starts[1], &starts[2]],
-            patch,
-            [11, 9, 7],
-            OverlapMode::Hann,
-        )
-        .unwrap();
+        let profiles = fixture_profiles(&locations, patch, OverlapMode::Hann);
         let mut all = v.clone();
         divide_by_profiles_in_place(all.view_mut(), &profiles).unwrap();
         let planes: Vec<bool> = (0..11).map(|i| i % 3 == 1).collect();
@@ -1076,14 +1056,7 @@ mod tests {
     #[test]
     fn dividing_complete_planes_rejects_crop_and_short_flags() {
         let (_, locations, patches, patch, grid) = grid_fixture();
-        let starts = axis_starts(&locations);
-        let profiles = grid_profiles::<f64>(
-            [&starts[0], &starts[1], &starts[2]],
-            patch,
-            [11, 9, 7],
-            OverlapMode::Average,
-        )
-        .unwrap();
+        let profiles = fixture_profiles(&locations, patch, OverlapMode::Average);
         let mut out = Array4::<f64>::zeros((2, 11, 9, 7));
         let mut stale = vec![false; 11];
         let cases = [
