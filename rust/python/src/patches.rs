@@ -207,12 +207,7 @@ pub fn aggregate_patches(
         Some(flags) => Some(flags.as_slice_mut().map_err(|_| not_contiguous("stale"))?),
         None => None,
     };
-    let mode: aggregate::OverlapMode = mode.parse().map_err(crate::boundary::to_py_err)?;
-    let grid = aggregate::Grid {
-        overlap,
-        padded,
-        downsampling_factor,
-    };
+    let (mode, grid) = overlap_mode_and_grid(mode, overlap, padded, downsampling_factor)?;
     let rows = location_rows(&locations)?;
     macro_rules! accumulate {
         ($t:ty) => {
@@ -285,12 +280,7 @@ pub fn aggregate_patches_dividing(
     complete: PyReadonlyArray1<'_, bool>,
     grid_starts: [Vec<usize>; 3],
 ) -> PyResult<()> {
-    let mode: aggregate::OverlapMode = mode.parse().map_err(crate::boundary::to_py_err)?;
-    let grid = aggregate::Grid {
-        overlap,
-        padded,
-        downsampling_factor,
-    };
+    let (mode, grid) = overlap_mode_and_grid(mode, overlap, padded, downsampling_factor)?;
     let rows = location_rows(&locations)?;
     let complete = complete
         .as_slice()
@@ -438,6 +428,22 @@ fn output_and_patches<'py, T: Element>(
         .try_readonly()
         .map_err(|e| PyValueError::new_err(format!("patches: {e}")))?;
     Ok(Some((out_guard, batch_guard)))
+}
+
+/// The parsed overlap `mode` and the grid geometry of an aggregation.
+fn overlap_mode_and_grid(
+    mode: &str,
+    overlap: [usize; 3],
+    padded: bool,
+    downsampling_factor: usize,
+) -> PyResult<(aggregate::OverlapMode, aggregate::Grid)> {
+    let mode = mode.parse().map_err(crate::boundary::to_py_err)?;
+    let grid = aggregate::Grid {
+        overlap,
+        padded,
+        downsampling_factor,
+    };
+    Ok((mode, grid))
 }
 
 /// The `(B, 6)` rows `i0, j0, k0, i1, j1, k1` of `locations`.
