@@ -154,12 +154,13 @@ class GridAggregator:
             self._restore_sum()
         assert self._output_array is not None
         overlap = tuple(int(v) for v in self.patch_overlap.tolist())
-        complete = None
-        if self._progress is not None:
-            complete = self._progress.add(location_array[:, :3] // d, target_shape)
-            if complete is None:
-                self._undo_early_division()
-        if complete is not None and self._progress is not None:
+        progress = self._progress
+        complete = (
+            None if progress is None else progress.add(location_array[:, :3] // d, target_shape)
+        )
+        if progress is not None and complete is None:
+            self._undo_early_division()
+        if progress is not None and complete is not None:
             stale = self._stale_planes
             native().aggregate_patches_dividing(
                 self._output_array,
@@ -171,21 +172,20 @@ class GridAggregator:
                 d,
                 np.zeros(len(complete), dtype=bool) if stale is None else stale,
                 complete,
-                self._progress.start_lists,
+                progress.start_lists,
             )
-            self._batches.append((location_array, target_shape))
-            return
-        native().aggregate_patches(
-            self._output_array,
-            None,
-            array,
-            location_array,
-            self.overlap_mode,
-            overlap,
-            self.volume_padded,
-            d,
-            self._stale_planes,
-        )
+        else:
+            native().aggregate_patches(
+                self._output_array,
+                None,
+                array,
+                location_array,
+                self.overlap_mode,
+                overlap,
+                self.volume_padded,
+                d,
+                self._stale_planes,
+            )
         self._batches.append((location_array, target_shape))
 
     def get_output_tensor(self) -> torch.Tensor:
