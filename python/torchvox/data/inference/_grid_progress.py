@@ -31,7 +31,6 @@ class GridProgress:
         patch_shape: tuple[int, int, int],
         num_planes: int,
     ):
-        self.starts = starts
         self.patch_shape = patch_shape
         #: The starts as lists of ints, as the native kernels take them.
         self.start_lists = [axis.tolist() for axis in starts]
