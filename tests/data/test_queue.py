@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections import Counter
 from pathlib import Path
 
@@ -137,6 +138,30 @@ def test_works_with_an_outer_loader() -> None:
     batches = list(loader)
     assert sum(len(b["location"]) for b in batches) == 10
     assert batches[0]["t1"]["data"].shape == (3, 1, 4, 4, 4)
+
+
+@pytest.mark.parametrize(("method", "num_workers"), [("fork", 0), ("fork", 2), ("spawn", 0)])
+def test_an_outer_loader_with_workers_is_refused(method, num_workers) -> None:
+    # A forked copy of a queue used to wait forever on its parent's loading
+    # threads; the timeout turns such a regression into a failure, not a hang.
+    if method not in torch.multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} start method here")
+    queue = tio.Queue(_dataset(), 4, 2, tio.UniformSampler(3), num_workers=num_workers)
+    loader = tio.SubjectsLoader(
+        queue, batch_size=2, num_workers=1, multiprocessing_context=method, timeout=60
+    )
+    with pytest.raises(RuntimeError, match="should be 0"):
+        next(iter(loader))
+    assert len(queue[0]["t1"].data) == 1  # the queue itself still works
+
+
+def test_a_copy_of_a_queue_starts_afresh() -> None:
+    queue = tio.Queue(_dataset(), 4, 2, tio.UniformSampler(3), num_workers=1)
+    queue[0]  # mid-epoch, with patches queued and a worker process running
+    copy = pickle.loads(pickle.dumps(queue))
+    assert copy.num_patches == 0
+    assert Counter(p["index"] for p in _drain(copy)) == dict.fromkeys(range(5), 2)
+    assert queue.num_patches == 3
 
 
 def test_bad_arguments() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence, Sized
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from ..utils import format_bytes
 from ._shared_arena import SharedArena, acquire, retire
@@ -26,6 +26,12 @@ from .subject import Subject
 
 __all__ = ["Queue"]
 
+_OUTER_WORKERS_MESSAGE = (
+    "The number of workers for the data loader used to pop patches from the queue"
+    " should be 0. Is it? The queue was indexed in a DataLoader worker process; load"
+    " subjects in parallel with the queue's own num_workers instead."
+)
+
 
 class Queue(Dataset):
     r"""Queue used for stochastic patch-based training.
@@ -35,7 +41,8 @@ class Queue(Dataset):
     ``num_samples`` attribute) by a :class:`~torch.utils.data.DataLoader` with
     ``num_workers`` processes, and the buffer is shuffled. Patches of a subject
     that do not fit are carried to the next fill. Use it with an outer
-    :class:`~torchvox.SubjectsLoader` whose ``num_workers`` is 0.
+    :class:`~torchvox.SubjectsLoader` whose ``num_workers`` is 0: indexing the
+    queue in a worker process of a loader raises a ``RuntimeError``.
 
     Beyond TorchIO:
 
@@ -136,6 +143,11 @@ class Queue(Dataset):
         return self.iterations_per_epoch
 
     def __getitem__(self, index: int) -> Subject:
+        # A copy of the queue in each worker of an outer loader would hand out
+        # its own patches (duplicates), and a forked copy waits forever on the
+        # parent's loading threads: refuse instead.
+        if get_worker_info() is not None:
+            raise RuntimeError(_OUTER_WORKERS_MESSAGE)
         # The index is ignored: the queue hands out its patches in order.
         if not self.patches_list:
             self._print("Patches list is empty.")
@@ -244,10 +256,7 @@ class Queue(Dataset):
             return next(self.subjects_iterable)
         except AssertionError as exception:
             if "can only test a child process" in str(exception):
-                raise RuntimeError(
-                    "The number of workers for the data loader used to pop patches from the"
-                    " queue should be 0. Is it?"
-                ) from exception
+                raise RuntimeError(_OUTER_WORKERS_MESSAGE) from exception
             raise
 
     # TorchIO's name for the collate function of the subjects loader.
@@ -299,6 +308,21 @@ class Queue(Dataset):
                 retire(self._arena)
             self._arena = acquire(self.num_workers)
         return self._arena
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Loading threads, worker processes and shared memory belong to this
+        # process: a copy (e.g. one sent to a spawned process) starts afresh,
+        # with no queued patches and a new epoch of subjects when first indexed.
+        state = self.__dict__.copy()
+        state.update(
+            _subjects_iterable=None,
+            _workers=None,
+            _arena=None,
+            _leftover_patches=[],
+            _num_sampled_subjects=0,
+            patches_list=[],
+        )
+        return state
 
     def __del__(self) -> None:
         # The arena goes to the next queue, once no worker of this one can
