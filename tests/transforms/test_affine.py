@@ -65,6 +65,38 @@ def test_affine_matches_torchio(parameters: dict[str, object], pad: object) -> N
     np.testing.assert_array_equal(ours.l.data, theirs.l.data.to(torch.int16))
 
 
+@pytest.mark.parametrize("kind", ["intensity", "label"])
+@pytest.mark.parametrize("name", ["Affine", "AffineElasticDeformation"])
+def test_plain_images_are_interpolated_by_their_type(name: str, kind: str) -> None:
+    # Older TorchIO code builds Image(..., type=INTENSITY) rather than a
+    # ScalarImage; the type, not the class, decides the interpolation and fill.
+    data = torch.arange(8 * 7 * 6, dtype=torch.int16).reshape(1, 8, 7, 6) % 50 - 10
+    parameters = {"scales": (1.1, 1, 1), "degrees": (0, 0, 10), "translation": (0.5, 0, 0)}
+    outputs = []
+    for module in (torchio, tio):
+        image = module.Image(tensor=data.clone(), affine=OBLIQUE, type=kind)
+        if name == "Affine":
+            transform = module.Affine(**parameters, default_pad_value="minimum")
+        else:
+            ranges = {"scales": (1.1, 1.1, 1, 1, 1, 1), "degrees": (0, 0, 0, 0, 10, 10)}
+            transform = module.RandomAffineElasticDeformation(
+                affine_kwargs={
+                    **ranges,
+                    "translation": (0.5, 0.5, 0, 0, 0, 0),
+                    "default_pad_value": "minimum",
+                },
+                elastic_kwargs={"max_displacement": 0},
+            )
+        outputs.append(transform(module.Subject(i=image)).i.data)
+    theirs, ours = outputs
+    if kind == "intensity":
+        assert ours.dtype == torch.float32
+        np.testing.assert_allclose(ours, theirs, atol=1e-4)
+        assert not np.isin(ours.numpy(), data.numpy()).all()  # linear, not nearest
+    else:
+        np.testing.assert_array_equal(ours, theirs.to(ours.dtype))
+
+
 def test_random_affine_matches_torchio_with_same_seed() -> None:
     for seed in range(3):
         theirs_in, ours_in = subjects()

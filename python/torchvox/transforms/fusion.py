@@ -13,7 +13,7 @@ with a fused ``Compose`` reproduces the output exactly.
 
 The fill value and interpolation of a fused image are those of the first
 transform of the run that touches it (computed on the original data);
-scalar images become float32 if any transform of the run converts them.
+intensity images become float32 if any transform of the run converts them.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class FusionRun:
             self._images[key] = (image, state)
         # New steps come first: they act on the newest grid's points.
         state.chain = [*chain, *state.chain]
-        dtype = torch.float32 if state.to_float32 and _is_scalar(image) else state.data.dtype
+        dtype = torch.float32 if state.to_float32 and _is_intensity(image) else state.data.dtype
         placeholder = torch.zeros((), dtype=dtype).expand(
             state.data.shape[0], *(int(n) for n in shape)
         )
@@ -100,7 +100,7 @@ class FusionRun:
 
         for image, state in self._images.values():
             data = state.data
-            if state.to_float32 and _is_scalar(image) and data.dtype != torch.float32:
+            if state.to_float32 and _is_intensity(image) and data.dtype != torch.float32:
                 data = data.to(torch.float32)
             warp_image(
                 image,
@@ -114,10 +114,11 @@ class FusionRun:
         self._images.clear()
 
 
-def _is_scalar(image: Image) -> bool:
-    from ..data.image import ScalarImage
+def _is_intensity(image: Image) -> bool:
+    # By type, as TorchIO's Affine decides: an Image of type INTENSITY counts.
+    from ..constants import INTENSITY
 
-    return isinstance(image, ScalarImage)
+    return image.type == INTENSITY
 
 
 def current_run() -> FusionRun | None:
@@ -214,6 +215,6 @@ def resample_or_defer(
     from .spatial.resample import warp_image
 
     fill_values = fill(image.data)
-    if to_float32 and _is_scalar(image) and image.data.dtype != torch.float32:
+    if to_float32 and _is_intensity(image) and image.data.dtype != torch.float32:
         image.set_data(image.data.to(torch.float32))
     warp_image(image, shape, target_affine, chain, interpolation, fill_values)

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from ..._backend import NATIVE_ARRAY_DTYPES, native, to_numpy
-from ...data.image import Image, ScalarImage
+from ...constants import INTENSITY
+from ...data.image import Image
 from ...data.subject import Subject
 from ..fusion import resample_or_defer
 from ..random_transform import RandomTransform
@@ -241,8 +242,12 @@ class Affine(SpatialTransform):
         )
 
     def image_fill(self, image: Image) -> tuple[str, Callable[[torch.Tensor], list[float] | float]]:
-        """Interpolation and the function computing per-channel fill values for ``image``."""
-        if isinstance(image, ScalarImage):
+        """Interpolation and the function computing per-channel fill values for ``image``.
+
+        As in TorchIO, the image's ``type`` decides (an ``Image`` of type
+        ``INTENSITY`` is interpolated like a :class:`ScalarImage`).
+        """
+        if image.type == INTENSITY:
             mode = self.default_pad_value
             return self.image_interpolation, lambda tensor: pad_values(tensor, mode)
         label = self.default_pad_label

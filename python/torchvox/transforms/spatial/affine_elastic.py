@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...data.image import ScalarImage
+from ...constants import INTENSITY
 from ...data.subject import Subject
 from ..fusion import resample_or_defer
 from ..random_transform import RandomTransform
@@ -82,7 +82,7 @@ class AffineElasticDeformation(SpatialTransform):
                 steps[key] = self._elastic.get_chain_step(image)
             chain = self.get_chain(image, steps[key])
             interpolation, fill = self._affine.image_fill(image)
-            if not isinstance(image, ScalarImage):
+            if image.type != INTENSITY:
                 fill = _zero  # TorchIO fills label maps with 0 here
             affine = np.array(image.affine, dtype=np.float64)
             resample_or_defer(image, image.spatial_shape, affine, chain, interpolation, fill, True)
