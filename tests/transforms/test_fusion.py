@@ -72,6 +72,8 @@ def test_elastic_then_resample_evaluates_the_bspline_at_the_new_grid(spacing: fl
 
     control_points = np.random.default_rng(4).uniform(-3, 3, (6, 7, 5, 3))
     original = subject()
+    # A minimum of 0: the elastic step then pads as Resample does, so the two fuse.
+    original.t.set_data(original.t.data - original.t.data.min())
     fused = tio.Compose([tio.ElasticDeformation(control_points, (3, 3, 3)), tio.Resample(spacing)])(
         original
     )
@@ -79,9 +81,7 @@ def test_elastic_then_resample_evaluates_the_bspline_at_the_new_grid(spacing: fl
     transform = sitk.BSplineTransformInitializer(source, [n - 3 for n in control_points.shape[:-1]])
     transform.SetParameters(control_points.flatten(order="F").tolist())
     grid = torchio.ScalarImage(tensor=torch.zeros_like(fused.t.data), affine=fused.t.affine)
-    # Points mapped outside the input take its minimum, as TorchIO pads.
-    fill = float(original.t.data.min())
-    reference = sitk.Resample(source, grid.as_sitk(), transform, sitk.sitkLinear, fill)
+    reference = sitk.Resample(source, grid.as_sitk(), transform, sitk.sitkLinear, 0.0)
     expected = sitk.GetArrayFromImage(reference).transpose(2, 1, 0)[None]
     np.testing.assert_allclose(fused.t.data.numpy(), expected, atol=2e-3)
     labels = torchio.LabelMap(tensor=original.l.data, affine=original.l.affine).as_sitk()
@@ -145,3 +145,106 @@ def test_compose_of_tensor_input(fuse: bool) -> None:
     tensor = torch.rand(1, 20, 20, 20)
     out = tio.Compose([tio.Affine(1, 0, 0), tio.Resample(2)], fuse=fuse)(tensor)
     assert isinstance(out, torch.Tensor) and out.shape == (1, 10, 10, 10)
+
+
+def _ct_like() -> tio.Subject:
+    """A subject whose background is -1000 (as in CT), so that fills of 0 and the minimum differ."""
+    original = subject()
+    data = original.t.data
+    original.t.set_data(torch.where(data > -20, data, torch.tensor(-1000.0)))
+    return original
+
+
+def _torchio_twin(ours: tio.Subject) -> torchio.Subject:
+    return torchio.Subject(
+        t=torchio.ScalarImage(tensor=ours.t.data.clone(), affine=ours.t.affine),
+        l=torchio.LabelMap(tensor=ours.l.data.clone(), affine=ours.l.affine),
+    )
+
+
+def _count_interpolations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    from torchvox.transforms.spatial import resample
+
+    calls: list[str] = []
+    warp = resample.warp_image
+
+    def counting(image, *args, **kwargs):
+        calls.append(type(image).__name__)
+        return warp(image, *args, **kwargs)
+
+    monkeypatch.setattr(resample, "warp_image", counting)
+    return calls
+
+
+def test_a_coarser_grid_ends_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Simulating a thick-slice acquisition, then going back to the original
+    # grid: the detail lost on the coarse grid must stay lost, as in TorchIO.
+    original = subject()
+    calls = _count_interpolations(monkeypatch)
+    pipeline = [
+        tio.Resample((1, 1.2, 4.7), image_interpolation="nearest"),
+        tio.Resample((original.t.spatial_shape, original.t.affine)),
+    ]
+    ours = tio.Compose(pipeline)(original)
+    assert len(calls) == 4  # each image on each grid
+    theirs = torchio.Compose(
+        [
+            torchio.Resample((1, 1.2, 4.7), image_interpolation="nearest"),
+            torchio.Resample((original.t.spatial_shape, original.t.affine)),
+        ]
+    )(_torchio_twin(original))
+    assert (ours.t.data - original.t.data).abs().max() > 10
+    np.testing.assert_allclose(ours.t.data, theirs.t.data, atol=1e-3)
+    np.testing.assert_array_equal(ours.l.data, theirs.l.data.to(ours.l.data.dtype))
+
+
+def test_other_fill_values_are_not_merged(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Resample pads with 0, Affine with the image minimum (-1000): the affine
+    # step must pad with -1000 where its own points leave the volume.
+    original = _ct_like()
+    calls = _count_interpolations(monkeypatch)
+    shift = {"scales": 1, "degrees": 0, "translation": (6, 0, 0)}
+    ours = tio.Compose([tio.Resample(0.9), tio.Affine(**shift)])(original)
+    # The label map pads with 0 in both steps: it still takes one interpolation.
+    assert sorted(calls) == ["LabelMap", "ScalarImage", "ScalarImage"]
+    theirs = torchio.Compose([torchio.Resample(0.9), torchio.Affine(**shift)])(
+        _torchio_twin(original)
+    )
+    assert (theirs.t.data == -1000).any()
+    np.testing.assert_allclose(ours.t.data, theirs.t.data, atol=2e-3)
+
+
+def test_another_interpolation_is_not_merged() -> None:
+    original = subject()
+    rotate = {"scales": 1, "degrees": (0, 0, 20), "translation": 0}
+    pipeline = [tio.Affine(**rotate, image_interpolation="nearest"), tio.Affine(**rotate)]
+    fused = tio.Compose(pipeline)(original)
+    stepwise = tio.Compose(pipeline, fuse=False)(original)
+    assert torch.equal(fused.t.data, stepwise.t.data)
+    # Same interpolations and fills still fuse (the label map above, and here).
+    same = [tio.Affine(**rotate), tio.Affine(**rotate)]
+    assert not torch.equal(
+        tio.Compose(same)(original).t.data, tio.Compose(same, fuse=False)(original).t.data
+    )
+
+
+def test_history_of_separate_transforms_replays_through_a_coarser_grid() -> None:
+    torch.manual_seed(3)
+    original = subject()
+    resampled = tio.Resample(1.7)(original)
+    augmented = tio.RandomAffine(degrees=20)(resampled)
+    replayed = augmented.get_composed_history()(original)
+    assert torch.equal(replayed.t.data, augmented.t.data)
+    assert torch.equal(replayed.l.data, augmented.l.data)
+
+
+def test_benchmark_pipeline_still_interpolates_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # RandomAffine and RandomElasticDeformation pad with the minimum (0 here),
+    # Resample with 0; its coarser grid comes last.
+    original = subject()
+    original.t.set_data(original.t.data - original.t.data.min())
+    calls = _count_interpolations(monkeypatch)
+    tio.Compose(
+        [tio.RandomAffine(), tio.RandomElasticDeformation(max_displacement=3), tio.Resample(1.5)]
+    )(original)
+    assert sorted(calls) == ["LabelMap", "ScalarImage"]

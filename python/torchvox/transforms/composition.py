@@ -42,7 +42,8 @@ class Compose(Transform):
         transforms: Sequence of transforms (any callable is accepted), or a mapping
             ``{name: transform}``, in which case ``compose['name']`` returns a child.
         fuse: Allow consecutive resampling transforms to be fused into a single
-            interpolation (see :mod:`torchvox.transforms.fusion`).
+            interpolation (see :mod:`torchvox.transforms.fusion` for when a run
+            stops). ``False`` resamples after every child, as TorchIO does.
         **kwargs: See :class:`~torchvox.transforms.Transform`.
 
     Raises:

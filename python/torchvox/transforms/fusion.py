@@ -11,9 +11,17 @@ grid. The image data are replaced by a zero-cost placeholder of the new shape
 once, from its original data, through the whole chain. Replaying the history
 with a fused ``Compose`` reproduces the output exactly.
 
-The fill value and interpolation of a fused image are those of the first
-transform of the run that touches it (computed on the original data);
-intensity images become float32 if any transform of the run converts them.
+A run only fuses what one interpolation can stand for:
+
+- A transform that asks for another interpolation of an image, or for
+  another fill value (evaluated on the image's original data), first has that
+  image interpolated through the steps so far, then starts a new chain from
+  the result: the user's choice of interpolation or padding is never dropped.
+- A step onto a coarser grid (a larger spacing on some axis, as when
+  simulating a low-resolution acquisition) ends the run: the detail it loses
+  must stay lost for the transforms after it.
+
+Intensity images become float32 if any transform of the run converts them.
 """
 
 from __future__ import annotations
@@ -57,6 +65,8 @@ class FusionRun:
 
     def __init__(self) -> None:
         self._images: dict[int, tuple[Image, _LazyImage]] = {}
+        #: Whether a step moved an image to a coarser grid (the run must end).
+        self.coarsened = False
 
     def defer(
         self,
@@ -73,6 +83,9 @@ class FusionRun:
         ``chain`` maps points of the new grid to points of the image's current grid.
         """
         key = id(image)
+        if key in self._images and not _continues(self._images[key][1], interpolation, fill):
+            self._interpolate(*self._images.pop(key))
+        self.coarsened = self.coarsened or _coarsens(image.affine, target_affine)
         if key in self._images:
             state = self._images[key][1]
             state.to_float32 = state.to_float32 or to_float32
@@ -96,22 +109,44 @@ class FusionRun:
 
     def flush(self) -> None:
         """Interpolate every deferred image once and forget the run."""
+        for image, state in self._images.values():
+            self._interpolate(image, state)
+        self._images.clear()
+
+    @staticmethod
+    def _interpolate(image: Image, state: _LazyImage) -> None:
+        """Gives ``image`` its data on its current grid, through the whole chain."""
         from .spatial.resample import warp_image
 
-        for image, state in self._images.values():
-            data = state.data
-            if state.to_float32 and _is_intensity(image) and data.dtype != torch.float32:
-                data = data.to(torch.float32)
-            warp_image(
-                image,
-                image.spatial_shape,
-                image.affine,
-                state.chain,
-                state.interpolation,
-                state.fill,
-                source=(data, state.affine),
-            )
-        self._images.clear()
+        data = state.data
+        if state.to_float32 and _is_intensity(image) and data.dtype != torch.float32:
+            data = data.to(torch.float32)
+        warp_image(
+            image,
+            image.spatial_shape,
+            image.affine,
+            state.chain,
+            state.interpolation,
+            state.fill,
+            source=(data, state.affine),
+        )
+
+
+def _continues(state: _LazyImage, interpolation: str, fill: FillFunction) -> bool:
+    """Whether a step with ``interpolation`` and ``fill`` can join ``state``'s chain."""
+    if interpolation != state.interpolation:
+        return False
+    new = np.atleast_1d(np.asarray(fill(state.data), dtype=np.float64))
+    old = np.atleast_1d(np.asarray(state.fill, dtype=np.float64))
+    return new.shape == old.shape and bool(np.array_equal(new, old, equal_nan=True))
+
+
+def _coarsens(current_affine: np.ndarray, target_affine: np.ndarray) -> bool:
+    """Whether the grid of ``target_affine`` has a larger spacing on some axis."""
+    current = np.linalg.norm(np.asarray(current_affine, dtype=np.float64)[:3, :3], axis=0)
+    target = np.linalg.norm(np.asarray(target_affine, dtype=np.float64)[:3, :3], axis=0)
+    # The tolerance keeps spacings stored in float32 (as in NIfTI headers) equal.
+    return bool(np.any(target > current * (1 + 1e-6)))
 
 
 def _is_intensity(image: Image) -> bool:
@@ -167,24 +202,28 @@ def apply_fused(compose: Compose, subject: Any) -> Any:
             subject = compose._apply_child(child, subject)
         return subject
     run: FusionRun | None = None
-    token = None
-    try:
-        for child in compose.transforms:
-            if is_fusable(child):
-                if run is None:
-                    run = FusionRun()
-                    token = _CURRENT.set(run)
-                subject = compose._apply_child(child, subject)
-                continue
-            if run is not None and token is not None:
-                _CURRENT.reset(token)
-                run.flush()
-                run, token = None, None
-            subject = compose._apply_child(child, subject)
-    finally:
+    token: contextvars.Token[FusionRun | None] | None = None
+
+    def end_run() -> None:
+        nonlocal run, token
         if run is not None and token is not None:
             _CURRENT.reset(token)
-            run.flush()
+            finished, run, token = run, None, None
+            finished.flush()
+
+    try:
+        for child in compose.transforms:
+            fusable = is_fusable(child)
+            if not fusable:
+                end_run()
+            elif run is None:
+                run = FusionRun()
+                token = _CURRENT.set(run)
+            subject = compose._apply_child(child, subject)
+            if run is not None and run.coarsened:
+                end_run()
+    finally:
+        end_run()
     return subject
 
 
