@@ -360,3 +360,35 @@ def test_region_reader_and_writer(tmp_path: Path) -> None:
         write_nifti(volume, AFFINE, tmp_path / "volume.nrrd")
     with pytest.raises(ValueError, match="region"):
         read_nifti_region(path, (10, 0, 0), (5, 1, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("variant", [".nii", ".nii.gz", "big-endian", "scaled"])
+def test_non_finite_floats_are_read_as_torchio_reads_them(
+    tmp_path: Path, dtype: type, variant: str
+) -> None:
+    # niftilib (under SimpleITK, hence TorchIO) stores 0 for NaN and +-Inf,
+    # before scaling; nibabel keeps them.
+    import torchio
+
+    from torchvox.data import io
+    from torchvox.data.nifti import read_nifti_region
+
+    data = np.arange(9 * 8 * 7, dtype=dtype).reshape(9, 8, 7) / 10
+    data[0, 0, :3] = [np.nan, np.inf, -np.inf]
+    data[4:, 5, 6] = np.nan
+    if variant == "big-endian":
+        data = data.astype(np.dtype(dtype).newbyteorder(">"))
+    # An affine SimpleITK accepts (TorchIO falls back to nibabel for sheared ones).
+    image = nib.Nifti1Image(data, np.diag([1.5, 1.0, 2.0, 1.0]))
+    if variant == "scaled":
+        image.header.set_slope_inter(2.0, -1.5)
+    path = _save(image, tmp_path / ("f.nii.gz" if variant == ".nii.gz" else "f.nii"))
+    tensor, _ = io.read_image(path)
+    reference, _ = torchio.io.read_image(path)
+    assert np.isfinite(reference.numpy()).all()
+    assert tensor.dtype == reference.dtype
+    np.testing.assert_array_equal(tensor.numpy(), reference.numpy())
+    region, _ = read_nifti_region(path, (0, 0, 0), (5, 6, 7))
+    np.testing.assert_array_equal(region.numpy(), reference.numpy()[:, :5, :6, :7])
+    np.testing.assert_array_equal(native().nifti_read(path)[0], reference.numpy())

@@ -215,6 +215,8 @@ def _read_raw_nifti(path: TypePath) -> TypeDataAffine | None:
     flat = np.fromfile(path, dtype=dtype, count=count, offset=offset)
     if not dtype.isnative:
         flat = flat.astype(dtype.newbyteorder("="))
+    if flat.dtype.kind == "f":
+        flat[~np.isfinite(flat)] = 0  # as niftilib, hence ITK, reads them
     # NIfTI stores the first index fastest: Fortran order, like ITK's transposed arrays.
     data = flat.reshape(shape, order="F")[np.newaxis]
     return torch.as_tensor(check_uint_to_int(data)), get_ras_affine_from_sitk(reader)

@@ -5,7 +5,9 @@ files, and decodes (byte order, scaling, ``(C, I, J, K)`` C-order layout) in one
 parallel pass without the GIL. Its affine is nibabel's ``img.affine`` (sform, else
 qform, else nibabel's fallback) and its dtypes are SimpleITK's, as TorchIO reads them:
 the on-disk type, uint16 -> int32, uint32 -> int64, float32 for scaled data (float64
-if stored as float64). Dimensions past the third become channels.
+if stored as float64). Dimensions past the third become channels. Stored NaN and
+infinite floats are read as 0 (before scaling), as niftilib, hence SimpleITK and
+TorchIO, reads them (nibabel keeps them).
 """
 
 from __future__ import annotations

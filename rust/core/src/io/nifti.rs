@@ -856,6 +856,8 @@ fn decode_source(header: &Header, layout: &Layout, source: Source<'_>) -> Result
     let swap = header.big_endian != cfg!(target_endian = "big");
     let scaling = header.scaling();
     let kind = header.data_type()?;
+    // Memory sources are decoded on the pool (see `decode`), files on this thread.
+    let parallel = matches!(source, Source::Memory(_));
     // Each conversion is compiled once per byte order (see `read_ne`).
     macro_rules! decode {
         ($t:ty, $raw:expr, |$v:ident| $convert:expr) => {
@@ -888,6 +890,17 @@ fn decode_source(header: &Header, layout: &Layout, source: Source<'_>) -> Result
             VolumeData::$variant(decode!($t, false, |v| (v as f64 * slope + inter) as $out))
         }};
     }
+    // niftilib (and so ITK, SimpleITK and TorchIO) reads stored non-finite
+    // floats (NaN, +-Inf) as 0, before any scaling.
+    macro_rules! finite_scaled {
+        ($t:ty, $out:ty, $variant:ident) => {{
+            let (slope, inter) = scaling.unwrap_or((1.0, 0.0));
+            VolumeData::$variant(decode!($t, false, |v| {
+                let v = if v.is_finite() { v } else { 0.0 };
+                (v as f64 * slope + inter) as $out
+            }))
+        }};
+    }
     Ok(match (kind, scaling.is_some()) {
         (DataType::U8, false) => raw!(u8, U8),
         (DataType::I8, false) => raw!(i8, I8),
@@ -897,8 +910,12 @@ fn decode_source(header: &Header, layout: &Layout, source: Source<'_>) -> Result
         (DataType::U32, false) => widen!(u32, i64, I64),
         (DataType::I64, false) => raw!(i64, I64),
         (DataType::U64, false) => raw!(u64, U64),
-        (DataType::F32, false) => raw!(f32, F32),
-        (DataType::F64, false) => raw!(f64, F64),
+        (DataType::F32, false) => {
+            VolumeData::F32(zero_non_finite(decode!(f32, true, |v| v), parallel))
+        }
+        (DataType::F64, false) => {
+            VolumeData::F64(zero_non_finite(decode!(f64, true, |v| v), parallel))
+        }
         (DataType::U8, true) => scaled!(u8, f32, F32),
         (DataType::I8, true) => scaled!(i8, f32, F32),
         (DataType::I16, true) => scaled!(i16, f32, F32),
@@ -907,9 +924,51 @@ fn decode_source(header: &Header, layout: &Layout, source: Source<'_>) -> Result
         (DataType::U32, true) => scaled!(u32, f32, F32),
         (DataType::I64, true) => scaled!(i64, f32, F32),
         (DataType::U64, true) => scaled!(u64, f32, F32),
-        (DataType::F32, true) => scaled!(f32, f32, F32),
-        (DataType::F64, true) => scaled!(f64, f64, F64),
+        (DataType::F32, true) => finite_scaled!(f32, f32, F32),
+        (DataType::F64, true) => finite_scaled!(f64, f64, F64),
     })
+}
+
+/// Float voxels of a decoded volume that are not finite.
+trait NonFinite: Copy + Send + Sync {
+    fn is_non_finite(self) -> bool;
+}
+
+impl NonFinite for f32 {
+    #[inline(always)]
+    fn is_non_finite(self) -> bool {
+        !self.is_finite()
+    }
+}
+
+impl NonFinite for f64 {
+    #[inline(always)]
+    fn is_non_finite(self) -> bool {
+        !self.is_finite()
+    }
+}
+
+/// Sets the non-finite voxels of `volume` to 0 (see `decode_source`), on the
+/// current pool if `parallel`; a volume without any is only read.
+fn zero_non_finite<T: NonFinite + Default>(mut volume: Array4<T>, parallel: bool) -> Array4<T> {
+    const CHUNK: usize = 1 << 16;
+    let fix = |chunk: &mut [T]| {
+        // A test without an early exit vectorises; chunks are written only
+        // where needed, and most files have no such voxel.
+        if chunk.iter().fold(false, |any, v| any | v.is_non_finite()) {
+            for v in chunk.iter_mut().filter(|v| v.is_non_finite()) {
+                *v = T::default();
+            }
+        }
+    };
+    if let Some(values) = volume.as_slice_mut() {
+        if parallel {
+            values.par_chunks_mut(CHUNK).for_each(fix);
+        } else {
+            values.chunks_mut(CHUNK).for_each(fix);
+        }
+    }
+    volume
 }
 
 /// The native-endian bytes of the value stored in `bytes` (`N` long): reversed
