@@ -365,6 +365,32 @@ def test_batches_added_after_the_output_was_read(mode) -> None:
 
 
 @pytest.mark.parametrize("mode", ["crop", "average", "hann"])
+@pytest.mark.parametrize("padding_mode", [None, "constant"])
+@pytest.mark.parametrize("batch_size", [2, 4, 7])
+def test_output_read_during_the_pass_matches_torchio(mode, padding_mode, batch_size) -> None:
+    # The first batches may form a small complete grid of their own: reading
+    # the output then must neither divide the voxels no patch reached yet
+    # (0 / 0) nor leave that division in the sum the later batches extend.
+    tensor = _volume((10, 9, 8), 1)
+    results = []
+    for module in (tio, torchio):
+        subject = module.Subject(img=module.ScalarImage(tensor=tensor.clone()))
+        sampler = module.GridSampler(subject, 4, 2, padding_mode=padding_mode)
+        aggregator = module.GridAggregator(sampler, overlap_mode=mode)
+        batches = list(module.SubjectsLoader(sampler, batch_size=batch_size))
+        early = []
+        for batch in batches:
+            aggregator.add_batch(batch["img"]["data"], batch["location"])
+            early.append(aggregator.get_output_tensor().clone())
+        results.append((early, aggregator.get_output_tensor()))
+    (ours_early, ours), (theirs_early, theirs) = results
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours, tensor, rtol=1e-6, atol=1e-6)
+    for mine, reference in zip(ours_early, theirs_early, strict=True):
+        torch.testing.assert_close(mine, reference, rtol=1e-6, atol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("mode", ["crop", "average", "hann"])
 def test_grid_results_do_not_depend_on_the_thread_count(mode) -> None:
     tensor = _volume((23, 21, 19), 2)
     results = []

@@ -297,7 +297,14 @@ class GridAggregator:
     def _full_grid(
         self,
     ) -> tuple[tuple[list[int], list[int], list[int]], tuple[int, int, int]] | None:
-        """Per-axis starts and patch shape if the batches added form a full grid."""
+        """Per-axis starts and patch shape if the batches added form a full grid.
+
+        A full grid holds every combination of its per-axis starts, once, with
+        one patch shape, and covers the whole output: its weights are then
+        separable and nowhere zero (a partial grid, such as the first batches
+        of a pass, leaves voxels that a division in place would turn into 0/0).
+        """
+        assert self._output_array is not None
         locations = np.concatenate([rows for rows, _ in self._batches])
         shapes = {shape for _, shape in self._batches}
         starts = locations[:, :3] // self._downsampling_factor
@@ -310,6 +317,9 @@ class GridAggregator:
         if not is_full_grid:
             return None
         (patch_shape,) = shapes
+        for axis, axis_start in enumerate(axis_starts):
+            if not _covers(axis_start, patch_shape[axis], self._output_array.shape[axis + 1]):
+                return None
         axes = (axis_starts[0].tolist(), axis_starts[1].tolist(), axis_starts[2].tolist())
         return axes, patch_shape
 
@@ -404,3 +414,9 @@ class GridAggregator:
                 self.volume_padded,
                 self._downsampling_factor,
             )
+
+
+def _covers(starts: np.ndarray, patch_size: int, size: int) -> bool:
+    """Whether patches of ``patch_size`` at sorted ``starts`` cover ``0..size``."""
+    ends = starts + patch_size
+    return bool(starts[0] <= 0 and ends[-1] >= size and np.all(starts[1:] <= ends[:-1]))
