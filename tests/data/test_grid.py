@@ -390,6 +390,50 @@ def test_output_read_during_the_pass_matches_torchio(mode, padding_mode, batch_s
         torch.testing.assert_close(mine, reference, rtol=1e-6, atol=1e-6, equal_nan=True)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.int8, torch.bool])
+@pytest.mark.parametrize("mode", ["crop", "average", "hann"])
+def test_narrow_batch_dtypes_are_aggregated_like_torchio(dtype, mode) -> None:
+    # Mixed-precision inference gives float16 / bfloat16 predictions.
+    tensor = _volume((10, 9, 8), 1)
+
+    def aggregate(module, convert):
+        sampler = module.GridSampler(module.Subject(img=module.ScalarImage(tensor=tensor)), 4, 2)
+        aggregator = module.GridAggregator(sampler, overlap_mode=mode)
+        for batch in module.SubjectsLoader(sampler, batch_size=4):
+            aggregator.add_batch(convert(batch["img"]["data"]), batch["location"])
+        return aggregator.get_output_tensor()
+
+    def narrow(data):
+        return data > 0 if dtype == torch.bool else (data * 10).to(dtype)
+
+    ours = aggregate(tio, narrow)
+    if dtype == torch.bool and mode == "average":
+        with pytest.raises(RuntimeError):  # TorchIO cannot sum booleans
+            aggregate(torchio, narrow)
+        torch.testing.assert_close(ours, aggregate(tio, lambda data: narrow(data).float()))
+        return
+    theirs = aggregate(torchio, narrow)
+    assert ours.dtype == theirs.dtype
+    if mode == "crop":
+        assert torch.equal(ours, theirs)
+    elif dtype == torch.int8:
+        # TorchIO sums int8 in int8, where it wraps around; the exact average:
+        torch.testing.assert_close(ours, aggregate(tio, lambda data: narrow(data).float()))
+    else:
+        # Summed in float32 rather than in the batch dtype: a few roundings apart.
+        tolerance = {torch.float16: 1e-2, torch.bfloat16: 4e-2}.get(dtype, 1e-6)
+        torch.testing.assert_close(ours.float(), theirs.float(), rtol=tolerance, atol=1e-6)
+
+
+def test_complex_batches_are_refused() -> None:
+    sampler = tio.GridSampler(tio.Subject(img=tio.ScalarImage(tensor=_volume((8, 8, 8), 1))), 4)
+    batch = next(iter(tio.SubjectsLoader(sampler, batch_size=2)))
+    with pytest.raises(TypeError, match="Complex"):
+        tio.GridAggregator(sampler).add_batch(
+            batch["img"]["data"].to(torch.complex64), batch["location"]
+        )
+
+
 @pytest.mark.parametrize("mode", ["crop", "average", "hann"])
 def test_grid_results_do_not_depend_on_the_thread_count(mode) -> None:
     tensor = _volume((23, 21, 19), 2)

@@ -18,6 +18,16 @@ __all__ = ["GridAggregator"]
 # inference loop: a 1 mm brain costs more to fault in than to aggregate.
 _OUTPUTS = ArrayPool(capacity=2)
 
+# Batch dtypes the native accumulation does not take, and the wider dtype each
+# is accumulated in (exactly, for copies; half-precision sums gain accuracy).
+# The output is given back in the batch dtype where TorchIO keeps it.
+_WIDER = {
+    torch.float16: torch.float32,
+    torch.bfloat16: torch.float32,
+    torch.int8: torch.int16,
+    torch.bool: torch.uint8,
+}
+
 
 class GridAggregator:
     r"""Aggregate patches for dense inference.
@@ -88,6 +98,8 @@ class GridAggregator:
         # once the batches leave the grid, or in crop mode.
         self._grid_locations = np.asarray(sampler.locations, dtype=np.int64)
         self._progress: GridProgress | None = None
+        # The dtype of the batches if they are accumulated in a wider one.
+        self._batch_dtype: torch.dtype | None = None
 
     @staticmethod
     def _parse_overlap_mode(overlap_mode: str) -> None:
@@ -127,11 +139,15 @@ class GridAggregator:
             TypeError: If the batch dtype differs from that of earlier batches.
         """
         batch = batch_tensor.detach()
+        if batch.is_complex():
+            raise TypeError(f"Complex batches cannot be aggregated, got {batch.dtype}")
         if self.overlap_mode == "hann" and batch.dtype != torch.float32:
             # TorchIO accumulates Hann-weighted patches in float32.
             batch = batch.to(torch.float32)
-        elif batch.dtype == torch.bool:
-            batch = batch.to(torch.uint8)
+        elif batch.dtype in _WIDER:
+            if self._output_array is None:
+                self._batch_dtype = batch.dtype
+            batch = batch.to(_WIDER[batch.dtype])
         array = to_numpy(batch)
         if self._output_array is not None and array.dtype != self._output_array.dtype:
             array = array.astype(self._output_array.dtype)
@@ -217,6 +233,12 @@ class GridAggregator:
             output = output.to(torch.int32)
         if self.overlap_mode in ("average", "hann"):
             output = self._divide_by_weights(output)
+        batch_dtype = self._batch_dtype
+        # Averages of integers stay float (true division), as in TorchIO.
+        if batch_dtype is not None and (
+            self.overlap_mode == "crop" or batch_dtype.is_floating_point
+        ):
+            output = output.to(batch_dtype)
         if self.volume_padded:
             border = (self.patch_overlap // 2) // self._downsampling_factor
             i, j, k = (int(b) for b in border)
