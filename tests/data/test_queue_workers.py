@@ -179,3 +179,45 @@ def test_kept_workers_under_other_start_methods(method, start_method) -> None:
     third = _epoch(queue)
     assert _offsets(third) == {4.0}
     assert _pids(third).isdisjoint(_pids(first))
+
+
+def test_a_queue_freed_as_cyclic_garbage_reports_no_error(monkeypatch) -> None:
+    # The collector may close the arena's memory file before the queue's
+    # __del__ hands the arena on: it must then simply let it go.
+    import gc
+    import sys
+
+    errors = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda report: errors.append(report.exc_value))
+    queue = _queue(_dataset(_record_pid))
+    _epoch(queue)
+    queue.itself = queue
+    del queue
+    gc.collect()
+    assert errors == []
+    # The next queue still works.
+    assert len(_epoch(_queue(_dataset(_record_pid)))) == 6
+
+
+def test_a_forked_copy_of_a_queue_leaves_its_workers_alone() -> None:
+    # The workers of a later queue inherit earlier queues not yet collected;
+    # their copies' __del__ must not stop (or touch) the parent's workers.
+    import multiprocessing
+
+    queue = _queue(_dataset(_record_pid))
+    first = _pids(_epoch(queue))
+
+    def collect_copy(results) -> None:
+        try:
+            queue.__del__()
+            results.put(None)
+        except BaseException as error:  # reported to the parent
+            results.put(repr(error))
+
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=collect_copy, args=(results,))
+    child.start()
+    child.join(60)
+    assert results.get(timeout=5) is None
+    assert _pids(_epoch(queue)) == first  # the same workers, still serving

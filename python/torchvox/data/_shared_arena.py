@@ -116,7 +116,10 @@ class SharedArena:
                 os.close(fd)
                 raise
         self._fd = fd
-        weakref.finalize(self, os.close, fd).atexit = False
+        # Not alive once the descriptor is closed: a queue and its arena freed
+        # together as cyclic garbage may see the arena's finalizer run first.
+        self._closer = weakref.finalize(self, os.close, fd)
+        self._closer.atexit = False
         self._map = mmap.mmap(fd, size)
         self._states = np.frombuffer(self._map, dtype=np.uint8, count=num_blocks)
         self._address = self._states.ctypes.data
@@ -298,7 +301,7 @@ def retire(arena: SharedArena) -> None:
     is left to be freed with its last view.
     """
     global _spare
-    if not arena._created or arena._owner_pid != os.getpid():
+    if not arena._created or arena._owner_pid != os.getpid() or not arena._closer.alive:
         return
     if arena.resident_bytes > SPARE_LIMIT_BYTES:
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator, Sequence, Sized
 from typing import Any
@@ -131,6 +132,9 @@ class Queue(Dataset):
         self._num_sampled_subjects = 0
         self._arena: SharedArena | None = None
         self._workers: PatchWorkers | None = None
+        # The process whose workers and shared memory this queue holds: a
+        # forked copy (e.g. in the workers of a later queue) must leave them.
+        self._pid: int | None = os.getpid()
         if self.shuffle_subjects and self.subject_sampler is not None:
             raise ValueError(
                 "The flag shuffle_subjects cannot be set when a subject sampler is passed"
@@ -294,6 +298,7 @@ class Queue(Dataset):
                 self._shared_arena(),
             )
             self._workers = PatchWorkers(patches, self.num_workers, state)
+            self._pid = os.getpid()
         return self._workers.epoch(tasks)
 
     def _shared_arena(self) -> SharedArena | None:
@@ -320,6 +325,7 @@ class Queue(Dataset):
             _arena=None,
             _leftover_patches=[],
             _num_sampled_subjects=0,
+            _pid=None,
             patches_list=[],
         )
         return state
@@ -328,7 +334,7 @@ class Queue(Dataset):
         # The arena goes to the next queue, once no worker of this one can
         # write into it. (At interpreter exit the memory goes anyway.)
         arena = getattr(self, "_arena", None)
-        if arena is None or sys.is_finalizing():
+        if arena is None or sys.is_finalizing() or getattr(self, "_pid", None) != os.getpid():
             return
         self._stop_workers()
         self._arena = None
