@@ -164,6 +164,17 @@ def test_a_copy_of_a_queue_starts_afresh() -> None:
     assert queue.num_patches == 3
 
 
+def test_numpy_and_tensor_integers_are_accepted() -> None:
+    import numpy as np
+
+    queue = tio.Queue(
+        _dataset(), np.int64(6), torch.tensor(2), tio.UniformSampler(3), num_workers=np.int32(0)
+    )
+    assert (queue.max_length, queue.samples_per_volume, queue.num_workers) == (6, 2, 0)
+    assert type(queue.max_length) is int
+    assert len(queue) == 10 and len(_drain(queue)) == 10
+
+
 def test_bad_arguments() -> None:
     dataset = _dataset()
     sampler = tio.UniformSampler(3)
@@ -175,6 +186,9 @@ def test_bad_arguments() -> None:
         tio.Queue(dataset, 4, 0, sampler)
     with pytest.raises(ValueError, match="num_workers"):
         tio.Queue(dataset, 4, 2, sampler, num_workers=-1)
+    for not_an_integer in (4.0, True, torch.tensor(4.0), "4"):
+        with pytest.raises(ValueError, match="max_length must be a positive integer"):
+            tio.Queue(dataset, not_an_integer, 2, sampler)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="PatchSampler"):
         tio.Queue(dataset, 4, 2, object())  # type: ignore[arg-type]
 

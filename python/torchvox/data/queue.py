@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 import sys
 from collections.abc import Iterator, Sequence, Sized
@@ -32,6 +33,27 @@ _OUTER_WORKERS_MESSAGE = (
     " should be 0. Is it? The queue was indexed in a DataLoader worker process; load"
     " subjects in parallel with the queue's own num_workers instead."
 )
+
+
+def _count(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an ``int`` of at least ``minimum``.
+
+    Python, NumPy and 0-d tensor integers are accepted (TorchIO takes them
+    unchecked); booleans and floats are not.
+
+    Raises:
+        ValueError: If ``value`` is not such an integer.
+    """
+    kind = "positive" if minimum == 1 else "non-negative"
+    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.is_floating_point()):
+        raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
+    try:
+        count = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be a {kind} integer, got {value!r}") from None
+    if count < minimum:
+        raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
+    return count
 
 
 class Queue(Dataset):
@@ -104,16 +126,14 @@ class Queue(Dataset):
         verbose: bool = False,
         persistent_workers: bool = True,
     ):
-        for name, value in (("max_length", max_length), ("samples_per_volume", samples_per_volume)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        max_length = _count("max_length", max_length, minimum=1)
+        samples_per_volume = _count("samples_per_volume", samples_per_volume, minimum=1)
+        num_workers = _count("num_workers", num_workers, minimum=0)
         if max_length < samples_per_volume:
             raise ValueError(
                 f"max_length ({max_length}) must not be smaller than samples_per_volume"
                 f" ({samples_per_volume}): the queue could not hold one subject's patches"
             )
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}")
         if not isinstance(sampler, PatchSampler):
             raise TypeError(f"sampler must be a PatchSampler, got {type(sampler).__name__}")
         self.subjects_dataset = subjects_dataset
