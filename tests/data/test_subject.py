@@ -180,6 +180,16 @@ def test_load_and_unload(file_subject):
     assert not file_subject.t1._loaded
 
 
+def test_slicing_a_lazy_subject_leaves_it_unloaded(file_subject):
+    # Subjects kept in a dataset list must not fill memory when sliced.
+    sliced = file_subject[2:5, :, 1:]
+    assert not any(image._loaded for image in file_subject.get_images(intensity_only=False))
+    file_subject.load()
+    for name in ("t1", "label"):
+        assert torch.equal(sliced[name].data, file_subject[name].data[:, 2:5, :, 1:])
+        assert sliced[name].path == file_subject[name].path
+
+
 @pytest.mark.parametrize("index", [slice(2, 5), (slice(None), 3), (1, slice(2, 8), slice(0, 4))])
 def test_slicing_matches_torchio(synthetic_subject, index):
     t1, label = synthetic_subject.t1, synthetic_subject.label

@@ -115,9 +115,12 @@ class Subject(dict[str, object]):
                     "To use indexing, all images in the subject must have the same spatial shape"
                 ) from error
             # Seeding deepcopy's memo with the sliced images copies the metadata and
-            # history without copying the full-size data first.
+            # history without copying the full-size data first. An image not loaded
+            # yet is sliced through a copy (which has no data to copy), so that it
+            # stays unloaded, as in TorchIO, which slices a copy of the subject.
             memo: dict[int, Any] = {
-                id(image): image[item] for image in self.get_images(intensity_only=False)
+                id(image): (image if image._loaded else copy.deepcopy(image))[item]
+                for image in self.get_images(intensity_only=False)
             }
             return copy.deepcopy(self, memo)
         return super().__getitem__(item)
