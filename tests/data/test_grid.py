@@ -111,6 +111,18 @@ def test_grid_sampler_patches_locations_and_affines() -> None:
         list(sampler(num_patches=2))
 
 
+def test_downsampling_factor_must_divide_the_padding() -> None:
+    subject = tio.Subject(img=tio.ScalarImage(tensor=_volume((16, 16, 16), 1)))
+    sampler = tio.GridSampler(subject, 8, 2, padding_mode="constant")
+    with pytest.raises(ValueError, match="multiple of downsampling_factor"):
+        tio.GridAggregator(sampler, downsampling_factor=2)
+    # Without padding there is nothing to crop off; with a border of 2, factor 2 fits.
+    tio.GridAggregator(tio.GridSampler(subject, 8, 2), downsampling_factor=2)
+    tio.GridAggregator(
+        tio.GridSampler(subject, 8, 4, padding_mode="constant"), downsampling_factor=2
+    )
+
+
 def test_grid_bad_input() -> None:
     subject = tio.Subject(image=tio.ScalarImage(tensor=_volume((8, 8, 8))))
     with pytest.raises(ValueError, match="larger than image size"):

@@ -47,8 +47,9 @@ class GridAggregator:
             every mode.
 
     Raises:
-        ValueError: If ``overlap_mode`` is unknown or ``downsampling_factor`` is not
-            a positive integer.
+        ValueError: If ``overlap_mode`` is unknown, ``downsampling_factor`` is not
+            a positive integer, or the sampler pads by a border (half the
+            overlap) that is not a multiple of it.
     """
 
     def __init__(
@@ -71,6 +72,13 @@ class GridAggregator:
             )
         self._downsampling_factor = int(downsampling_factor)
         self.patch_overlap = sampler.patch_overlap
+        border = np.asarray(sampler.patch_overlap) // 2
+        if self.volume_padded and np.any(border % self._downsampling_factor):
+            # The padding to crop off would fall between output voxels.
+            raise ValueError(
+                f"With padding, half the patch overlap ({border.tolist()}) must be a multiple"
+                f" of downsampling_factor ({self._downsampling_factor})"
+            )
         self.patch_size = sampler.patch_size
         shape = np.array(subject.spatial_shape) // self._downsampling_factor
         self.spatial_shape = tuple(int(n) for n in shape.tolist())
