@@ -221,3 +221,25 @@ def test_a_forked_copy_of_a_queue_leaves_its_workers_alone() -> None:
     child.join(60)
     assert results.get(timeout=5) is None
     assert _pids(_epoch(queue)) == first  # the same workers, still serving
+
+
+class _DieOnce:
+    """A picklable transform whose worker exits the first time it runs anywhere."""
+
+    def __init__(self, flag: str):
+        self.flag = flag
+
+    def __call__(self, subject):
+        if not os.path.exists(self.flag):
+            open(self.flag, "w").close()
+            os._exit(1)
+        return subject
+
+
+def test_the_epoch_after_a_dead_worker_starts_new_workers(tmp_path) -> None:
+    queue = _queue(_dataset(_DieOnce(str(tmp_path / "died"))))
+    with pytest.raises(RuntimeError, match="exited unexpectedly"):
+        _epoch(queue)
+    # The same queue, dataset and transform: new workers serve the next epoch.
+    patches = _epoch(queue)
+    assert sorted(p["index"] for p in patches) == [0, 0, 1, 1, 2, 2]

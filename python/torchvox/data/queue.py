@@ -281,7 +281,21 @@ class Queue(Dataset):
         except AssertionError as exception:
             if "can only test a child process" in str(exception):
                 raise RuntimeError(_OUTER_WORKERS_MESSAGE) from exception
+            self._abandon_epoch()
             raise
+        except Exception:
+            self._abandon_epoch()
+            raise
+
+    def _abandon_epoch(self) -> None:
+        """Drops the epoch of subjects (and its workers) that just failed.
+
+        A worker that died, or a loading error, leaves the epoch's loader
+        unusable: the next fill starts a new epoch with new workers, rather
+        than failing again on the old ones.
+        """
+        self._stop_workers()
+        self._subjects_iterable = None
 
     # TorchIO's name for the collate function of the subjects loader.
     _get_first_item = staticmethod(first_item)
