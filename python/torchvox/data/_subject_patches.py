@@ -126,12 +126,23 @@ class SubjectPatches(Dataset):
         in_worker = get_worker_info() is not None
         arena = self.arena if in_worker else None
         with patch_memory(arena.allocate) if arena is not None else nullcontext():
-            patches = list(islice(self.sampler(subject, count), count))
+            patches = list(islice(self._patches(subject, count), count))
         if arena is not None:
             arena.detach(patches)
         if in_worker:
             _pack_small_tensors(patches)
         return patches
+
+    def _patches(self, subject: Subject, count: int) -> Iterator[Subject]:
+        """The sampler's patches of ``subject``, ``count`` of them if it takes a count.
+
+        A sampler that refuses one (the grid sampler) gives all its patches, of
+        which the caller takes the first ``count``, as TorchIO's queue does.
+        """
+        # A sampler of another kind (duck-typed) is asked as PatchSampler asks.
+        if getattr(self.sampler, "_takes_patch_count", True):
+            return self.sampler(subject, count)
+        return self.sampler(subject)
 
 
 #: Tensors of a patch up to this size (its location, a few numbers a user

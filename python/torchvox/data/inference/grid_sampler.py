@@ -10,7 +10,13 @@ from torch.utils.data import Dataset
 from ...types import TypeSpatialShape, TypeTripletInt
 from ...utils import to_tuple
 from .._recycle import ArrayPool
-from ..sampler.sampler import PatchSampler, crop_subject, crop_subjects, volume_arrays
+from ..sampler.sampler import (
+    PatchSampler,
+    Volume,
+    crop_subject,
+    crop_subjects,
+    volume_arrays,
+)
 from ..subject import Subject
 
 __all__ = ["GridSampler"]
@@ -41,6 +47,9 @@ class GridSampler(PatchSampler, Dataset):
             not smaller than the patch, or the overlap is odd.
     """
 
+    #: The grid's patches are all of the volume's: a number of them is refused.
+    _takes_patch_count = False
+
     def __init__(
         self,
         subject: Subject,
@@ -61,7 +70,7 @@ class GridSampler(PatchSampler, Dataset):
         self.padding_mode = padding_mode
         self.subject = self._pad(subject)
         self.locations = self._compute_locations(self.subject)
-        self._arrays: dict[str, np.ndarray] | None = None
+        self._arrays: dict[str, Volume] | None = None
 
     def __len__(self) -> int:
         return len(self.locations)
@@ -69,6 +78,9 @@ class GridSampler(PatchSampler, Dataset):
     def __getitem__(self, index: int) -> Subject:
         location = self.locations[index]
         corner = (int(location[0]), int(location[1]), int(location[2]))
+        if not self._methods_are_torchvox(("crop",)):
+            # TorchIO's grid sampler takes an indexed patch by crop.
+            return self.crop(self.subject, corner, self._patch_size_tuple())
         return crop_subject(self.subject, corner, self._patch_size_tuple(), self._volume_arrays())
 
     def __getitems__(self, indices: list[int]) -> list[Subject]:
@@ -79,9 +91,16 @@ class GridSampler(PatchSampler, Dataset):
         as they are instead of stacking copies. That tensor reuses the memory of
         an earlier batch once nothing refers to it any more.
         """
+        if not self._methods_are_torchvox(("__getitem__", "crop")):
+            # The loader would otherwise bypass what a subclass changed.
+            return [self[index] for index in indices]
         corners = self.locations[np.asarray(indices, dtype=np.intp), :3]
         arrays = self._volume_arrays()
-        buffers = {name: self._batch_buffer(array, len(indices)) for name, array in arrays.items()}
+        buffers = {
+            name: self._batch_buffer(array, len(indices))
+            for name, array in arrays.items()
+            if isinstance(array, np.ndarray)
+        }
         return crop_subjects(self.subject, corners, self._patch_size_tuple(), arrays, buffers)
 
     def _batch_buffer(self, volume: np.ndarray, count: int) -> np.ndarray:
@@ -96,7 +115,7 @@ class GridSampler(PatchSampler, Dataset):
         buffer, _ = _BATCHES.take(shape, volume.dtype)
         return buffer
 
-    def _volume_arrays(self) -> dict[str, np.ndarray]:
+    def _volume_arrays(self) -> dict[str, Volume]:
         if self._arrays is None:
             # Converted once, so each patch is one copy of its region.
             self._arrays = volume_arrays(self.subject)
@@ -139,10 +158,15 @@ class GridSampler(PatchSampler, Dataset):
             raise ValueError("GridSampler does not support limiting the number of patches")
         subject = self._pad(subject)
         locations = self._compute_locations(subject)
-        arrays = volume_arrays(subject)
+        crops_directly = self._crops_directly()
+        arrays = volume_arrays(subject) if crops_directly else {}
         for location in locations:
             corner = (int(location[0]), int(location[1]), int(location[2]))
-            yield crop_subject(subject, corner, self._patch_size_tuple(), arrays)
+            if crops_directly:
+                yield crop_subject(subject, corner, self._patch_size_tuple(), arrays)
+            else:
+                # A subclass changed how patches are taken: through them, as TorchIO.
+                yield self.extract_patch(subject, corner)
 
     @staticmethod
     def _parse_sizes(

@@ -6,7 +6,7 @@ import copy
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from ..subject import Subject
 __all__ = [
     "PatchSampler",
     "RandomSampler",
+    "Volume",
     "crop_subject",
     "crop_subjects",
     "has_pending_voxels",
@@ -28,6 +29,20 @@ __all__ = [
     "patch_memory",
     "volume_arrays",
 ]
+
+#: Dtypes the native patch copy takes.
+_NATIVE_DTYPES = frozenset(
+    (torch.float32, torch.float64, torch.uint8, torch.int16, torch.int32, torch.int64)
+)
+
+#: A volume ready for patch copies: a C-contiguous array for the native copy,
+#: or, for a dtype it does not take (float16, bfloat16, int8...), the CPU tensor
+#: itself, which torch slices.
+Volume = np.ndarray | torch.Tensor
+
+#: The methods through which TorchIO's samplers crop every patch
+#: (``extract_patch`` calls ``crop``).
+_CROP_METHODS = ("extract_patch", "crop")
 
 #: Gives the ``(1, C, pi, pj, pk)`` C-contiguous array of the volume's dtype that a
 #: patch is written into, or ``None`` for new memory.
@@ -50,15 +65,28 @@ def patch_memory(provider: PatchMemory) -> Iterator[None]:
         _PATCH_MEMORY.reset(token)
 
 
-def _extract_patch(array: np.ndarray, start: TypeTripletInt, size: TypeTripletInt) -> torch.Tensor:
-    """The ``(C, pi, pj, pk)`` patch of ``array`` at ``start``, in the memory of
-    :func:`patch_memory` if one is set and has room."""
+def _patch_view(volume: torch.Tensor, start: TypeTripletInt, size: TypeTripletInt) -> torch.Tensor:
+    """The view of the ``(C, pi, pj, pk)`` patch of ``volume`` at ``start``.
+
+    Torch copies it in any dtype, so a volume the native copy does not take is
+    neither widened nor cast back.
+    """
+    (i, j, k), (si, sj, sk) = start, size
+    return volume[:, i : i + si, j : j + sj, k : k + sk]
+
+
+def _extract_patch(volume: Volume, start: TypeTripletInt, size: TypeTripletInt) -> torch.Tensor:
+    """The ``(C, pi, pj, pk)`` patch of ``volume`` at ``start``, in the memory of
+    :func:`patch_memory` if one is set and has room (arrays only: the others are
+    rare, so they take new memory)."""
+    if isinstance(volume, torch.Tensor):
+        return _patch_view(volume, start, size).clone(memory_format=torch.contiguous_format)
     provider = _PATCH_MEMORY.get()
-    out = None if provider is None else provider((1, array.shape[0], *size), array.dtype)
+    out = None if provider is None else provider((1, volume.shape[0], *size), volume.dtype)
     if out is None:
-        return to_tensor(native().extract_patch(array, start, size))
+        return to_tensor(native().extract_patch(volume, start, size))
     corner = np.asarray([start], dtype=np.int64)
-    return to_tensor(native().extract_patches(array, corner, size, out))[0]
+    return to_tensor(native().extract_patches(volume, corner, size, out))[0]
 
 
 def _parse_patch_size(patch_size: TypeSpatialShape) -> np.ndarray:
@@ -71,8 +99,18 @@ def _parse_patch_size(patch_size: TypeSpatialShape) -> np.ndarray:
     return np.array(values, dtype=np.uint16)
 
 
-def volume_arrays(subject: Subject, boxes: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """C-contiguous NumPy views of every image of ``subject`` (copied once if needed).
+def _volume(data: torch.Tensor) -> Volume:
+    """``data`` ready for patch copies (see :data:`Volume`)."""
+    if data.dtype in _NATIVE_DTYPES:
+        return to_numpy(data)
+    # Detached and on the CPU, as the arrays are.
+    return data.detach().cpu()
+
+
+def volume_arrays(subject: Subject, boxes: np.ndarray | None = None) -> dict[str, Volume]:
+    """Every image of ``subject`` ready for patch copies: a C-contiguous NumPy view
+    (copied once if needed), or the tensor for a dtype the native copy does not
+    take (see :data:`Volume`).
 
     Args:
         subject: The subject.
@@ -80,13 +118,14 @@ def volume_arrays(subject: Subject, boxes: np.ndarray | None = None) -> dict[str
             image with pending voxels (see :mod:`torchvox.data.pending`) then
             computes only those inside them; otherwise it computes them all.
     """
-    arrays = {}
+    arrays: dict[str, Volume] = {}
     for name, image in subject.get_images_dict(intensity_only=False).items():
         pending = image._pending_voxels()
         if pending is not None and boxes is not None:
+            # Voxels are left pending for the dtypes of the native kernels only.
             arrays[name] = pending.evaluate_boxes(boxes)
         else:
-            arrays[name] = to_numpy(image.data)
+            arrays[name] = _volume(image.data)
     return arrays
 
 
@@ -128,14 +167,12 @@ def _patch_subject(
     patches: dict[str, torch.Tensor],
 ) -> Subject:
     """The subject of the region ``start + [0, size)``, given each image's patch."""
-    items: dict[str, Any] = {}
-    for key, value in subject.items():
-        if isinstance(value, Image):
-            items[key] = _crop_image(value, start, patches[key])
-        else:
-            items[key] = copy.deepcopy(value)
-    patch = Subject(items)
-    patch.applied_transforms = list(subject.applied_transforms)
+    images = {
+        key: _crop_image(value, start, patches[key])
+        for key, value in subject.items()
+        if isinstance(value, Image)
+    }
+    patch = _copy_with_images(subject, images)
     shape = subject.spatial_shape
     cropping = tuple(
         int(v) for axis in range(3) for v in (start[axis], shape[axis] - start[axis] - size[axis])
@@ -150,6 +187,28 @@ def _patch_subject(
     return patch
 
 
+def _copy_with_images(subject: Subject, images: dict[str, Image]) -> Subject:
+    """A deep copy of ``subject`` whose images are ``images`` (by name), and its history.
+
+    A subclass of ``Subject`` is deep-copied with the images put in place of its
+    own (which are not copied), as TorchIO's ``Crop`` copies a subject, so the
+    class and the attributes it sets survive. A plain one is rebuilt from its items,
+    which costs less.
+    """
+    if type(subject) is not Subject:
+        memo: dict[int, Any] = {
+            id(value): images[key] for key, value in subject.items() if key in images
+        }
+        return copy.deepcopy(subject, memo)
+    items = {
+        key: images[key] if key in images else copy.deepcopy(value)
+        for key, value in subject.items()
+    }
+    patch = Subject(items)
+    patch.applied_transforms = list(subject.applied_transforms)
+    return patch
+
+
 def _triplet(values: TypeTripletInt | Sequence[int]) -> TypeTripletInt:
     i, j, k = (int(v) for v in values)
     return i, j, k
@@ -159,7 +218,7 @@ def crop_subject(
     subject: Subject,
     index_ini: TypeTripletInt | Sequence[int],
     patch_size: TypeTripletInt | Sequence[int],
-    arrays: dict[str, np.ndarray] | None = None,
+    arrays: dict[str, Volume] | None = None,
     consume_random: bool = True,
 ) -> Subject:
     """Return a new subject holding the patch ``index_ini + [0, patch_size)`` of every image.
@@ -314,7 +373,7 @@ def crop_subjects(
     subject: Subject,
     corners: Sequence[Sequence[int]] | np.ndarray,
     patch_size: TypeTripletInt | Sequence[int],
-    arrays: dict[str, np.ndarray] | None = None,
+    arrays: dict[str, Volume] | None = None,
     buffers: dict[str, np.ndarray] | None = None,
 ) -> list[Subject]:
     """The patches of :func:`crop_subject` at several corners, copied in one call per image.
@@ -329,7 +388,8 @@ def crop_subjects(
         patch_size: Size ``(pi, pj, pk)`` of every patch.
         arrays: See :func:`crop_subject`.
         buffers: Optional ``(N, C, pi, pj, pk)`` C-contiguous arrays, by image
-            name, that the patches are written into instead of new arrays.
+            name, that the patches are written into instead of new arrays
+            (ignored for the volumes that are tensors, see :data:`Volume`).
     """
     size = _triplet(patch_size)
     corner_array = np.ascontiguousarray(np.asarray(corners, dtype=np.int64).reshape(-1, 3))
@@ -339,10 +399,21 @@ def crop_subjects(
         arrays = volume_arrays(subject)
     buffers = {} if buffers is None else buffers
     batches = {
-        name: to_tensor(native().extract_patches(array, corner_array, size, buffers.get(name)))
-        for name, array in arrays.items()
+        name: _extract_patches(volume, corner_array, size, buffers.get(name))
+        for name, volume in arrays.items()
     }
     return _patch_subjects(subject, corner_array, size, batches)
+
+
+def _extract_patches(
+    volume: Volume, corners: np.ndarray, size: TypeTripletInt, buffer: np.ndarray | None
+) -> torch.Tensor:
+    """The ``(N, C, pi, pj, pk)`` patches of ``volume`` at ``corners`` ``(N, 3)``,
+    written into ``buffer`` if given (arrays only)."""
+    if isinstance(volume, torch.Tensor):
+        # One copy: stack writes the views into the new batch.
+        return torch.stack([_patch_view(volume, _triplet(c), size) for c in corners.tolist()])
+    return to_tensor(native().extract_patches(volume, corners, size, buffer))
 
 
 class PatchSampler:
@@ -359,6 +430,10 @@ class PatchSampler:
         This is an abstract class; use its subclasses such as
         :class:`~torchvox.data.UniformSampler` and :class:`~torchvox.data.WeightedSampler`.
     """
+
+    #: Whether :meth:`__call__` takes a number of patches (the grid sampler
+    #: refuses one, as TorchIO's does).
+    _takes_patch_count: ClassVar[bool] = True
 
     def __init__(self, patch_size: TypeSpatialShape):
         self.patch_size = _parse_patch_size(patch_size)
@@ -399,6 +474,12 @@ class PatchSampler:
             if not owner.__module__.startswith("torchvox."):
                 return False
         return True
+
+    def _crops_directly(self) -> bool:
+        """Whether patches may be cropped by :func:`crop_subject` without calling
+        :meth:`extract_patch` and :meth:`crop`: only if no class outside torchvox
+        overrides them (TorchIO's samplers take every patch through them)."""
+        return self._methods_are_torchvox(_CROP_METHODS)
 
     def __call__(
         self, subject: Subject, num_patches: int | None = None

@@ -43,6 +43,9 @@ class UniformSampler(RandomSampler):
         valid_range = torch.as_tensor(subject.spatial_shape) - torch.as_tensor(
             self._patch_size_tuple()
         )
+        if not self._crops_directly():
+            yield from self._patches_by_extract_patch(subject, num_patches, valid_range)
+            return
         if num_patches is not None and has_pending_voxels(subject):
             yield from self._patches_of_pending_voxels(subject, num_patches, valid_range)
             return
@@ -53,6 +56,17 @@ class UniformSampler(RandomSampler):
             yield crop_subject(subject, index_ini, self._patch_size_tuple(), arrays)
             if num_patches is not None:
                 patches_left -= 1
+
+    def _patches_by_extract_patch(
+        self, subject: Subject, num_patches: int | None, valid_range: torch.Tensor
+    ) -> Generator[Subject, None, None]:
+        """The patches of :meth:`_generate_patches`, each taken by :meth:`extract_patch`
+        (a subclass overrides it or :meth:`crop`), as TorchIO takes them."""
+        count = 0
+        while num_patches is None or count < num_patches:
+            i, j, k = (int(torch.randint(int(n) + 1, (1,)).item()) for n in valid_range)
+            yield self.extract_patch(subject, (i, j, k))
+            count += 1
 
     def _patches_of_pending_voxels(
         self, subject: Subject, num_patches: int, valid_range: torch.Tensor

@@ -16,9 +16,10 @@ from .sampler import RandomSampler, crop_subject, patch_boxes, volume_arrays
 
 __all__ = ["WeightedSampler"]
 
-#: TorchIO's sampling steps, in the order its generator calls them. A subclass
-#: that overrides one of them is sampled through them, one patch at a time;
-#: otherwise the native sampler gives the same patches from the same numbers.
+#: TorchIO's sampling steps, in the order its generator calls them (``crop``
+#: by ``extract_patch``). A subclass that overrides one of them is sampled
+#: through them, one patch at a time; otherwise the native sampler gives the
+#: same patches from the same numbers.
 _SAMPLING_HOOKS = (
     "process_probability_map",
     "clear_probability_borders",
@@ -26,6 +27,7 @@ _SAMPLING_HOOKS = (
     "extract_patch",
     "get_random_index_ini",
     "sample_probability_map",
+    "crop",
 )
 
 
@@ -252,7 +254,7 @@ class WeightedSampler(RandomSampler):
 
     def crops_pending_voxels(self) -> bool:
         """See :meth:`~torchvox.data.PatchSampler.crops_pending_voxels`."""
-        methods = ("__call__", "_generate_patches", "crop", "corner_drawer", "sample_corners")
+        methods = ("__call__", "_generate_patches", "corner_drawer", "sample_corners")
         return self._methods_are_torchvox((*methods, *_SAMPLING_HOOKS))
 
     def _generate_patches_by_steps(
