@@ -224,3 +224,24 @@ def test_label_sampler_matches_torchio_under_the_same_seed_on_a_float_map() -> N
     ours, theirs = patches
     for a, b in zip(ours, theirs, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int16])
+def test_label_probabilities_match_labels_exactly_as_torchio(dtype) -> None:
+    # With label_probabilities, a voxel of 0.6 is no label's (TorchIO compares
+    # with ==); whole numbers stored as floats are labels as usual.
+    label = torch.zeros(1, 12, 11, 10, dtype=torch.float64)
+    label[0, 3:6, 3:6, 3:6] = 1
+    label[0, 6:9, 5:8, 4:7] = 2
+    if dtype.is_floating_point:
+        label[0, 4, 4, 4] = 0.6
+        label[0, 7, 6, 5] = 2.0000001
+    label = label.to(dtype)
+    probabilities = {0: 0.2, 1: 0.5, 2: 0.3}
+    maps = []
+    for module in (tio, torchio):
+        subject = module.Subject(label=module.LabelMap(tensor=label.clone()))
+        sampler = module.LabelSampler(3, "label", label_probabilities=probabilities)
+        maps.append(sampler.get_probability_map(subject))
+    ours, theirs = maps
+    torch.testing.assert_close(ours.float(), theirs.float(), rtol=1e-6, atol=1e-9)

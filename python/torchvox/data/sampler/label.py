@@ -94,6 +94,9 @@ class LabelSampler(WeightedSampler):
         label_map = self.get_probability_map_image(subject).data
         if self.label_probabilities_dict is None:
             return label_map > 0
+        if label_map.is_floating_point():
+            # TorchIO compares the labels with the map in float32.
+            label_map = label_map.float()
         return self.get_probabilities_from_label_map(
             label_map, self.label_probabilities_dict, self.patch_size
         )
@@ -171,11 +174,13 @@ class LabelSampler(WeightedSampler):
             output[box] = accumulated[None]
             return output
         channel = inner[0]
-        if channel.is_floating_point():
-            channel = channel.round()
-        channel = channel.to(torch.int64)
-        minimum = int(channel.min()) if channel.numel() else 0
-        if minimum >= 0 and all(int(label) >= 0 for label in labels):
+        # A voxel has a label only if it equals it exactly, as in TorchIO (0.6
+        # is no label's): float maps of whole numbers take the histogram below
+        # as integers, other float maps the comparisons after it.
+        integral = not channel.is_floating_point() or bool((channel == channel.trunc()).all())
+        minimum = int(channel.min()) if channel.numel() and integral else 0
+        if integral and minimum >= 0 and all(int(label) >= 0 for label in labels):
+            channel = channel.to(torch.int64)
             # One histogram instead of one full-volume comparison per label.
             size = max(int(channel.max()), max(int(label) for label in labels)) + 1
             counts = torch.bincount(channel.reshape(-1), minlength=size).to(torch.float64)
@@ -187,7 +192,7 @@ class LabelSampler(WeightedSampler):
             return output
         accumulated = torch.zeros(channel.shape, dtype=torch.float32)
         for label, probability in zip(labels, probabilities.tolist(), strict=True):
-            mask = channel == int(label)
+            mask = channel == label
             count = int(mask.sum())
             if count:
                 accumulated[mask] = probability / count
