@@ -73,6 +73,18 @@ def test_resample_nearest_ties_resolve_like_simpleitk() -> None:
     np.testing.assert_array_equal(ours.l.data, theirs.l.data)  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(("spacing", "target"), [(1.1, 1), (1.3, 0.5), (2.2, 2)])
+def test_nearest_labels_of_float32_spacings_match_torchio(tmp_path: Path, spacing, target) -> None:
+    # A header stores 1.1 mm as 1.10000002 mm: indices then miss the ties by
+    # about 1e-7, which SimpleITK rounds by the side they fall on.
+    labels = np.random.default_rng(0).integers(0, 5, (20, 20, 20)).astype(np.uint8)
+    path = tmp_path / "labels.nii.gz"
+    nib.save(nib.Nifti1Image(labels, np.diag([spacing] * 3 + [1.0])), path)
+    ours = tio.Resample(target)(tio.LabelMap(path)).data
+    theirs = torchio.Resample(target)(torchio.LabelMap(path)).data
+    assert torch.equal(ours, theirs.to(ours.dtype))
+
+
 @pytest.mark.parametrize("interpolation", ["bspline", "cubic", "lanczos", "gaussian"])
 def test_resample_other_interpolations_match_torchio(interpolation: str) -> None:
     reference = "bspline" if interpolation == "cubic" else interpolation

@@ -50,18 +50,26 @@ impl Interpolation {
     }
 }
 
-/// Rounds a continuous index to a multiple of 2^-20 voxel (exact in binary).
+/// Rounds a continuous index to a multiple of 2^-32 voxel (exact in binary).
 ///
 /// Grids whose centres fall exactly half-way between input voxels (e.g. 1.2 mm
 /// to 1 mm) put many samples on rounding ties and on the `n - 0.5` border; the
 /// few ulps by which two ways of computing the same index differ would decide
 /// them arbitrarily. Snapping makes exact ties exact, so they resolve as in
-/// SimpleITK (half up; the border excluded).
+/// SimpleITK (half up; the border excluded). The grid is fine enough to keep
+/// real offsets from a tie, such as those of spacings stored in float32 (1.1 mm
+/// is 1.10000002 mm in a NIfTI header, which moves indices by about 1e-7):
+/// SimpleITK rounds those by the side they fall on, and so does this.
 #[inline(always)]
 pub fn snap(x: f64) -> f64 {
-    const SCALE: f64 = 1_048_576.0;
-    fast_floor(x * SCALE + 0.5) * (1.0 / SCALE)
+    fast_floor(x * SNAP_SCALE + 0.5) * (1.0 / SNAP_SCALE)
 }
+
+/// Scale `2^32` of [`snap`]: indices are snapped to multiples of its inverse.
+pub const SNAP_SCALE: f64 = 4_294_967_296.0;
+
+/// `log2` of [`SNAP_SCALE`].
+pub const SNAP_SHIFT: u32 = 32;
 
 /// `floor(x)` without a libm call (baseline x86-64 has no rounding
 /// instruction, and `f64::floor` is not inlined there). Exact for |x| < 2^52;

@@ -21,6 +21,7 @@ use crate::regions::Regions;
 use crate::spatial::background::RowExtents;
 use crate::spatial::bspline::BSplineGrid;
 use crate::spatial::displacement::split_planes;
+use crate::spatial::interpolation::{SNAP_SCALE, SNAP_SHIFT};
 #[cfg(target_arch = "x86_64")]
 use crate::spatial::simd;
 use crate::spatial::warp::{convert, Displacement, Plan, Source};
@@ -251,9 +252,9 @@ fn head_plus_displacement(
 
 /// Branch-free per-axis constants of the inside test and nearest rounding.
 ///
-/// With `t = x 2^20 + 2^19 + 1/2` (exact for `|x| < 2^31`), `snap(x) >= -1/2`
-/// iff `t >= 0`, `snap(x) < n - 1/2` iff `t < n 2^20`, and the nearest index
-/// `floor(snap(x) + 1/2)` is `floor(t) >> 20`. Flat axes use scale 0, so `t`
+/// With `t = x 2^32 + 2^31 + 1/2` (`S = 2^32` is [`SNAP_SCALE`]), `snap(x) >= -1/2`
+/// iff `t >= 0`, `snap(x) < n - 1/2` iff `t < n S`, and the nearest index
+/// `floor(snap(x) + 1/2)` is `floor(t) >> 32`. Flat axes use scale 0, so `t`
 /// is constant, inside, and rounds to index 0.
 #[derive(Clone, Copy)]
 struct AxisRule {
@@ -263,10 +264,8 @@ struct AxisRule {
     below_last: f64,
 }
 
-/// Scale `2^20` of the snapped inside test and nearest rounding.
-pub(super) const SNAP_SCALE: f64 = 1_048_576.0;
-/// Offset `2^19 + 1/2` of the snapped inside test and nearest rounding.
-pub(super) const SNAP_OFFSET: f64 = 524_288.5;
+/// Offset `S / 2 + 1/2` of the snapped inside test and nearest rounding.
+pub(super) const SNAP_OFFSET: f64 = SNAP_SCALE / 2.0 + 0.5;
 
 impl AxisRule {
     fn new(n: usize) -> Self {
@@ -285,7 +284,7 @@ impl AxisRule {
         let t = x * self.scale + SNAP_OFFSET;
         let ok = t >= 0.0 && t < self.limit;
         let clamped = t.max(0.0).min(self.limit - 1.0);
-        ((clamped as i64 >> 20) as usize, ok)
+        ((clamped as i64 >> SNAP_SHIFT) as usize, ok)
     }
 
     /// Lower neighbour (at most `n - 2`, so the upper one is always `+ 1`

@@ -15,7 +15,8 @@
 use std::arch::x86_64::*;
 
 use super::background::RowExtents;
-use super::rows::{SNAP_OFFSET, SNAP_SCALE};
+use super::interpolation::SNAP_SCALE;
+use super::rows::SNAP_OFFSET;
 
 /// Voxels per vector step.
 pub const LANES: usize = 8;
@@ -25,8 +26,7 @@ pub fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
-/// Whether a volume of `dims` suits the `i32` lanes: its offsets fit, and so
-/// do the snapped coordinates `x 2^20` of nearest rounding.
+/// Whether a volume of `dims` suits the `i32` lanes: its offsets and indices fit.
 pub fn fits(dims: [usize; 3]) -> bool {
     dims.iter().product::<usize>() < i32::MAX as usize && dims.iter().all(|&n| n < 2048)
 }
@@ -319,8 +319,8 @@ const ALL_LANES: u32 = (1 << LANES) - 1;
 
 /// Lanes (bit `n` for point `at + n`) whose coordinates lie inside the
 /// volume by the inside test of the scalar kernels: on every axis of more
-/// than one voxel, `0 <= x 2^20 + 2^19 + 1/2 < n 2^20` (the snapped form of
-/// `-1/2 <= x < n - 1/2`; false for NaN).
+/// than one voxel, `0 <= x S + S / 2 + 1/2 < n S` with `S` = [`SNAP_SCALE`]
+/// (the snapped form of `-1/2 <= x < n - 1/2`; false for NaN).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 fn inside_mask(x: [&[f64]; 3], at: usize, dims: [usize; 3]) -> u32 {
@@ -343,9 +343,9 @@ fn inside_mask(x: [&[f64]; 3], at: usize, dims: [usize; 3]) -> u32 {
 }
 
 /// Snapped nearest indices of one axis for eight coordinates, as the scalar
-/// kernel computes them (`t = x 2^20 + 2^19 + 1/2` clamped to
-/// `[0, n 2^20 - 1]`, NaN to 0, then `trunc(t) >> 20`; index 0 on flat axes),
-/// and the lanes (bit `n` for lane `n`) inside on this axis (`0 <= t < n 2^20`).
+/// kernel computes them (`t = x S + S / 2 + 1/2` with `S` = [`SNAP_SCALE`],
+/// clamped to `[0, n S - 1]`, NaN to 0, then `floor(t / S)`; index 0 on flat
+/// axes), and the lanes (bit `n` for lane `n`) inside on this axis (`0 <= t < n S`).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 fn nearest_axis(x: &[f64], at: usize, n: usize) -> (__m256i, u32) {
@@ -356,18 +356,21 @@ fn nearest_axis(x: &[f64], at: usize, n: usize) -> (__m256i, u32) {
     let limit = _mm256_set1_pd(n as f64 * SNAP_SCALE);
     let below_limit = _mm256_set1_pd(n as f64 * SNAP_SCALE - 1.0);
     let (scale, bias) = (_mm256_set1_pd(SNAP_SCALE), _mm256_set1_pd(SNAP_OFFSET));
+    let inverse_scale = _mm256_set1_pd(1.0 / SNAP_SCALE);
     let (lo, hi) = load8(x, at);
     let index = |x: __m256d| {
         let t = _mm256_add_pd(_mm256_mul_pd(x, scale), bias);
         let inside = _mm256_movemask_pd(within(t, zero, limit)) as u32;
         // `max` returns its second operand (0) for NaN, like `f64::max`.
         let clamped = _mm256_min_pd(_mm256_max_pd(t, zero), below_limit);
-        (_mm256_cvttpd_epi32(clamped), inside)
+        // `floor(t / S)` (S a power of two: the product is exact) is `floor(t) >> 32`
+        // for `t >= 0`, and below `n`, so it fits the `i32` lanes.
+        let index = _mm256_floor_pd(_mm256_mul_pd(clamped, inverse_scale));
+        (_mm256_cvttpd_epi32(index), inside)
     };
     let (ilo, inside_lo) = index(lo);
     let (ihi, inside_hi) = index(hi);
-    let both = _mm256_set_m128i(ihi, ilo);
-    (_mm256_srli_epi32::<20>(both), inside_lo | (inside_hi << 4))
+    (_mm256_set_m128i(ihi, ilo), inside_lo | (inside_hi << 4))
 }
 
 /// Nearest-neighbour taps along a row: for every step of [`LANES`] points
