@@ -715,3 +715,42 @@ def test_label_interpolation_name():
     assert parse_interpolation("LABEL") == "label"
     with pytest.raises(ValueError, match="SimpleITK"):
         tio.Transform.get_sitk_interpolator("label")
+
+
+class _ClampInPlace(tio.Clamp):
+    """A user's subclass that edits the tensors in place."""
+
+    def apply_transform(self, subject):
+        for image in self.get_images(subject):
+            image.data.clamp_(0, 10)
+        return subject
+
+
+@pytest.mark.parametrize("compose", [False, True])
+def test_a_subclass_editing_tensors_in_place_leaves_the_input_alone(compose) -> None:
+    # Built-in transforms may share tensors with their copy (they only replace
+    # them); a subclass inherits that flag, not the promise behind it.
+    subject = tio.Subject(t1=tio.ScalarImage(tensor=torch.arange(64.0).reshape(1, 4, 4, 4)))
+    before = subject.t1.data.clone()
+    transform = tio.Compose([_ClampInPlace(), tio.Flip(0)]) if compose else _ClampInPlace()
+    output = transform(subject)
+    assert torch.equal(subject.t1.data, before)
+    assert output.t1.data.max() == 10
+
+
+def test_image_names_may_come_from_any_iterable() -> None:
+    # TorchIO takes any iterable but a string, e.g. a dict's keys.
+    subject = tio.Subject(
+        t1=tio.ScalarImage(tensor=torch.rand(1, 4, 4, 4) * 5),
+        t2=tio.ScalarImage(tensor=torch.rand(1, 4, 4, 4) * 5),
+    )
+    for names in ({"t1": 0}.keys(), np.array(["t1"]), (n for n in ["t1"]), map(str, ["t1"])):
+        transform = tio.RescaleIntensity(include=names)
+        assert transform.include == ["t1"]
+        for _ in range(2):  # a generator is read once, when the transform is made
+            output = transform(subject)
+            assert output.t1.data.max() == 1 and torch.equal(output.t2.data, subject.t2.data)
+    assert tio.ZNormalization(exclude=np.array(["t2"])).exclude == ["t2"]
+    for bad in ("t1", [1], 5):
+        with pytest.raises(ValueError, match="include"):
+            tio.RescaleIntensity(include=bad)

@@ -20,7 +20,8 @@ the image tensors with the input (everything else is deep-copied), and after
 the call every output image still backed by an input tensor gets its own
 clone. Images the transform rewrites are thus never copied first, and the
 output never aliases the input, exactly as with a full deep copy. Other
-transforms (e.g. :class:`~torchvox.transforms.Lambda`, user subclasses) get a
+transforms (e.g. :class:`~torchvox.transforms.Lambda`, and every subclass
+defined outside torchvox, which inherits the flag but not the promise) get a
 full deep copy.
 """
 
@@ -30,7 +31,7 @@ import contextvars
 import copy as copy_module
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -135,8 +136,19 @@ def _unshare(data: Any, pointers: set[int]) -> None:
             image.set_data(clone(value))
 
 
-def _is_sequence_of_strings(value: object) -> bool:
-    return isinstance(value, Sequence | set | frozenset) and not isinstance(value, str | bytes)
+def _as_key_list(keys: Iterable[str] | None) -> list[str] | None:
+    """Image names given as any iterable (a list, a dict's keys, a NumPy array, a
+    generator: TorchIO takes them all) as a list, read once.
+
+    Raises:
+        ValueError: If a name is not a string.
+    """
+    if keys is None:
+        return None
+    names = list(keys)
+    if not all(isinstance(name, str) for name in names):
+        raise ValueError(f"image names must be strings, got {names!r}")
+    return [str(name) for name in names]
 
 
 class Transform(ABC):
@@ -215,7 +227,7 @@ class Transform(ABC):
         if not isinstance(parse_input, bool | np.bool_):
             raise TypeError(f'"parse_input" must be a bool, got {parse_input!r}')
         self.parse_input = bool(parse_input)
-        self.label_keys = label_keys
+        self.label_keys = _as_key_list(label_keys)
         #: Names of the attributes that reproduce (and invert) this transform.
         self.args_names: list[str] = []
 
@@ -288,8 +300,13 @@ class Transform(ABC):
         return self.copy
 
     def _shares_data_safely(self) -> bool:
-        """Whether a copy made for this call may share image tensors with the input."""
-        return type(self)._replaces_data
+        """Whether a copy made for this call may share image tensors with the input.
+
+        Only torchvox's own classes keep the promise of ``_replaces_data``: a
+        user's subclass inherits the flag but may well edit tensors in place.
+        """
+        cls = type(self)
+        return cls._replaces_data and cls.__module__.startswith("torchvox.")
 
     @staticmethod
     def _apply_child(child: Any, data: Any) -> Any:
@@ -603,7 +620,7 @@ class Transform(ABC):
         Transform.validate_keys_sequence(include, "include")
         Transform.validate_keys_sequence(exclude, "exclude")
         Transform.validate_keys_sequence(label_keys, "label_keys")
-        return include, exclude
+        return _as_key_list(include), _as_key_list(exclude)
 
     @staticmethod
     def validate_keys_sequence(keys: object, name: str) -> None:
@@ -614,11 +631,13 @@ class Transform(ABC):
         """
         if keys is None:
             return
-        if isinstance(keys, str):
+        if isinstance(keys, str | bytes):
             raise ValueError(f'"{name}" must be a sequence of strings, not the string {keys!r}')
-        if not _is_sequence_of_strings(keys):
+        if not isinstance(keys, Iterable):
             raise ValueError(f'"{name}" must be a sequence of strings, got {keys!r}')
-        for key in keys:  # type: ignore[attr-defined]
+        if isinstance(keys, Iterator):
+            return  # checked by _as_key_list, which reads it once
+        for key in keys:
             if not isinstance(key, str):
                 raise ValueError(f'"{name}" must contain only strings, got {keys!r}')
 
