@@ -754,3 +754,17 @@ def test_image_names_may_come_from_any_iterable() -> None:
     for bad in ("t1", [1], 5):
         with pytest.raises(ValueError, match="include"):
             tio.RescaleIntensity(include=bad)
+
+
+def test_constructor_arguments_torchio_accepts() -> None:
+    subject = tio.Subject(
+        t1=tio.ScalarImage(tensor=torch.ones(1, 4, 4, 4)),
+        seg=tio.LabelMap(tensor=torch.ones(1, 4, 4, 4, dtype=torch.int16)),
+    )
+    # One type name as a string: TorchIO tests membership in it.
+    doubled = tio.Lambda(lambda x: x * 2, types_to_apply="intensity")(subject)
+    assert doubled.t1.data.max() == 2 and doubled.seg.data.max() == 1
+    # The Transform's positional arguments, p first.
+    for transform in (tio.Contour(0.0), tio.KeepLargestComponent(0.0)):
+        assert transform.probability == 0.0
+        assert torch.equal(transform(subject).seg.data, subject.seg.data)

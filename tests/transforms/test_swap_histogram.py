@@ -100,6 +100,16 @@ def test_swap_bad_arguments() -> None:
         tio.RandomSwap(patch_size=8)(subject)
     with pytest.raises(ValueError, match="does not fit"):
         tio.Swap((3, 3, 3), [((5, 0, 0), (0, 0, 0))])(subject)
+    # Corners are drawn below the room left: with at most 1 voxel on every
+    # axis, both patches of a pair are always the same (TorchIO loops for ever).
+    with pytest.raises(ValueError, match="no room for two different patches"):
+        tio.RandomSwap(patch_size=(6, 7, 8), num_iterations=1)(subject)
+    assert tio.RandomSwap(patch_size=(5, 7, 8), num_iterations=3)(subject).image.shape == (
+        1,
+        7,
+        8,
+        9,
+    )
 
 
 # --- HistogramStandardization ---------------------------------------------------------

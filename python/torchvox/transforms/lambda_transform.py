@@ -21,12 +21,12 @@ class Lambda(Transform):
     Args:
         function: Callable receiving a 4D ``(C, I, J, K)`` tensor and returning a
             4D tensor.
-        types_to_apply: Image types (e.g. ``[tio.INTENSITY]`` or ``[tio.LABEL]``) the
-            function applies to; ``None`` for every image.
+        types_to_apply: Image types (e.g. ``[tio.INTENSITY]`` or ``[tio.LABEL]``, or
+            one of them as a string) the function applies to; ``None`` for every image.
         **kwargs: See :class:`~torchvox.transforms.Transform`.
 
     Raises:
-        TypeError: If ``function`` is not callable or ``types_to_apply`` is a string.
+        TypeError: If ``function`` is not callable.
     """
 
     def __init__(
@@ -39,9 +39,9 @@ class Lambda(Transform):
         if not callable(function):
             raise TypeError(f'"function" must be callable, got {function!r}')
         if isinstance(types_to_apply, str):
-            raise TypeError(
-                f'"types_to_apply" must be a sequence of strings, not the string {types_to_apply!r}'
-            )
+            # TorchIO tests membership in the string, which for its type names
+            # ('intensity', 'label') amounts to a list of that one name.
+            types_to_apply = [types_to_apply]
         self.function = function
         self.types_to_apply = types_to_apply
         self.args_names = ["function", "types_to_apply"]

@@ -98,7 +98,8 @@ class RandomSwap(RandomTransform, IntensityTransform):
     Raises:
         TypeError: If ``num_iterations`` is not an int.
         ValueError: If ``num_iterations`` is negative or ``patch_size`` is malformed;
-            when called, if the patch is larger than an image.
+            when called, if the patch is larger than an image or leaves no room for
+            two different patches (where TorchIO loops for ever).
     """
 
     _replaces_data = True
@@ -129,6 +130,17 @@ class RandomSwap(RandomTransform, IntensityTransform):
         """
         spatial_shape = tuple(tensor.shape[-3:])
         size = [int(value) for value in patch_size.tolist()]
+        room = np.array(spatial_shape) - np.array(size)
+        if num_iterations and (room < 0).any():
+            get_random_indices_from_shape(spatial_shape, size)  # raises its clear error
+        if num_iterations and (room <= 1).all():
+            # Corners are drawn below the room, so every draw would be (0, 0, 0):
+            # TorchIO redraws the second patch for ever.
+            raise ValueError(
+                f"Patch size {tuple(size)} leaves no room for two different patches in"
+                f" spatial shape {spatial_shape}: it must be at least 2 voxels smaller"
+                " along one axis"
+            )
         locations = []
         for _ in range(num_iterations):
             first_ini, first_fin = get_random_indices_from_shape(spatial_shape, size)

@@ -33,8 +33,9 @@ class KeepLargestComponent(LabelTransform):
 
     _replaces_data = True
 
-    def __init__(self, **kwargs: Any):
-        super().__init__(**kwargs)
+    def __init__(self, *args: Any, **kwargs: Any):
+        # Positional arguments are the Transform's (``p`` first), as in TorchIO.
+        super().__init__(*args, **kwargs)
         self.args_names = []
 
     def apply_transform(self, subject: Subject) -> Subject:
