@@ -270,6 +270,11 @@ class RandomLabelsToImage(RandomTransform, IntensityTransform):
     from their ranges, then :class:`LabelsToImage` synthesises the image (and is
     recorded in the history with those values and its noise seed).
 
+    Under the same ``torch.manual_seed`` the means and standard deviations are
+    TorchIO's, but the noise is not: TorchIO draws a volume of ``torch.randn``
+    values per label, this draws one seed. So the random transforms after this
+    one in a pipeline draw other parameters than in TorchIO.
+
     Args:
         label_key: Name of the label map; ``None`` uses the first label map of the
             subject (and remembers it, as TorchIO does).
