@@ -175,3 +175,82 @@ def test_dict_access_to_data_loads(subject_files):
     affine = image["affine"]
     assert image._loaded and affine is image.affine
     assert image.is_2d() is False
+
+
+class _Items(torch.utils.data.Dataset):
+    """Subjects built on the fly from a list of (name, tensor) images."""
+
+    def __init__(self, images: list[dict[str, torch.Tensor]]):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tio.Subject:
+        items = self.images[index]
+        return tio.Subject(
+            seg=tio.LabelMap(tensor=items["seg"]),
+            t1=tio.ScalarImage(tensor=items["t1"]),
+            value=items["value"],
+        )
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_batch_of_mixed_dtypes_is_promoted_as_torchio_does(num_workers) -> None:
+    # Label maps stored as uint8 for some subjects and int16 for others: a
+    # worker's collate used to stack into the first item's dtype (2035 -> 243).
+    images = [
+        {
+            "seg": torch.full((1, 4, 4, 4), 17, dtype=torch.uint8),
+            "t1": torch.full((1, 4, 4, 4), -1000, dtype=torch.int16),
+            "value": torch.tensor(3, dtype=torch.int32),
+        },
+        {
+            "seg": torch.full((1, 4, 4, 4), 2035, dtype=torch.int16),
+            "t1": torch.full((1, 4, 4, 4), 0.5, dtype=torch.float32),
+            "value": torch.tensor(2**40, dtype=torch.int64),
+        },
+    ]
+    loader = tio.SubjectsLoader(_Items(images), batch_size=2, num_workers=num_workers)
+    batch = next(iter(loader))
+    reference = torch.utils.data.DataLoader(
+        _Items(images), batch_size=2, collate_fn=tio_ref.SubjectsLoader._collate
+    )
+    expected = next(iter(reference))
+    for key in ("seg", "t1"):
+        assert batch[key][tio.DATA].dtype == expected[key][tio.DATA].dtype
+        assert torch.equal(batch[key][tio.DATA], expected[key][tio.DATA])
+    assert batch["seg"][tio.DATA].unique().tolist() == [17, 2035]
+    assert batch["value"].dtype == torch.int64 and batch["value"][1] == 2**40
+
+
+def test_a_batch_never_aliases_the_tensors_a_dataset_holds() -> None:
+    # Items that happen to be in-order views of one cached tensor: the batch
+    # must still be a copy, or editing it in place edits the cache.
+    cache = torch.ones(4, 1, 8, 8, 8)
+
+    class Cached(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, index: int) -> tio.Subject:
+            return tio.Subject(t1=tio.ScalarImage(tensor=cache[index]))
+
+    for batch in tio.SubjectsLoader(Cached(), batch_size=4):
+        data = batch["t1"][tio.DATA]
+        data -= 1
+    assert bool((cache == 1).all())
+
+
+def test_tensor_subclasses_survive_the_collate() -> None:
+    class Tagged(torch.Tensor):
+        pass
+
+    subjects = [
+        tio.Subject(
+            t1=tio.ScalarImage(tensor=torch.rand(1, 3, 3, 3)), tag=torch.rand(2).as_subclass(Tagged)
+        )
+        for _ in range(2)
+    ]
+    batch = next(iter(tio.SubjectsLoader(subjects, batch_size=2)))
+    assert type(batch["tag"]) is Tagged and batch["tag"].shape == (2, 2)

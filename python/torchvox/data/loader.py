@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
 from .._backend import stack
+from .sampler.sampler import is_patch_batch
 
 __all__ = ["SubjectsLoader"]
 
@@ -52,10 +54,16 @@ def _stack(values: list[Any]) -> Any:
         base = _stacked_base(values)
         if base is not None:
             return base
+        dtype = functools.reduce(torch.promote_types, (value.dtype for value in values))
         if get_worker_info() is not None:
             # In a worker, torch's collate stacks straight into shared memory,
-            # which the batch needs anyway to reach the main process.
-            return default_collate(values)
+            # which the batch needs anyway to reach the main process; it stacks
+            # into the first item's dtype, so mixed dtypes are promoted first,
+            # as torch.stack (and TorchIO) would.
+            return default_collate([value.to(dtype) for value in values])
+        if type(first) is not torch.Tensor or any(value.dtype != dtype for value in values):
+            # Subclasses (e.g. MONAI's MetaTensor) and mixed dtypes: torch's stack.
+            return torch.stack(values)
         return stack(values)
     if isinstance(first, np.ndarray):
         return np.stack(values)
@@ -71,9 +79,14 @@ def _stacked_base(values: list[Any]) -> torch.Tensor | None:
 
     Patches extracted together (:meth:`GridSampler.__getitems__`) are such views,
     so their batch is ``B`` itself: equal to ``torch.stack(values)``, without a copy.
+    Only batches the samplers made (see :func:`~torchvox.data.sampler.sampler.is_patch_batch`)
+    are handed out so: views of a user's tensor get a copy, as with ``torch.stack``,
+    so that editing the batch in place leaves that tensor alone.
     """
     base = values[0]._base
     if not isinstance(base, torch.Tensor) or base.ndim == 0 or base.shape[0] != len(values):
+        return None
+    if not is_patch_batch(base):
         return None
     step = base.stride(0) * base.element_size()
     origin = base.data_ptr()

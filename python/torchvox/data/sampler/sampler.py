@@ -25,6 +25,7 @@ __all__ = [
     "crop_subject",
     "crop_subjects",
     "has_pending_voxels",
+    "is_patch_batch",
     "patch_boxes",
     "patch_memory",
     "volume_arrays",
@@ -341,7 +342,9 @@ def _patch_subjects(
     name, arguments = _crop_history_entry()
     corners = np.asarray(starts, dtype=np.int64).reshape(-1, 3)
     ends = corners + np.asarray(size, dtype=np.int64)
-    locations = torch.from_numpy(np.hstack((corners, ends))).unbind(0)
+    location_batch = torch.from_numpy(np.hstack((corners, ends)))
+    setattr(location_batch, _PATCH_BATCH, True)
+    locations = location_batch.unbind(0)
     # (i0, i_after, j0, j_after, k0, k_after) of every patch, as Crop's bounds.
     remainders = np.asarray(subject.spatial_shape, dtype=np.int64) - ends
     croppings = np.stack((corners, remainders), axis=2).reshape(-1, 6).tolist()
@@ -412,8 +415,22 @@ def _extract_patches(
     written into ``buffer`` if given (arrays only)."""
     if isinstance(volume, torch.Tensor):
         # One copy: stack writes the views into the new batch.
-        return torch.stack([_patch_view(volume, _triplet(c), size) for c in corners.tolist()])
-    return to_tensor(native().extract_patches(volume, corners, size, buffer))
+        batch = torch.stack([_patch_view(volume, _triplet(c), size) for c in corners.tolist()])
+    else:
+        batch = to_tensor(native().extract_patches(volume, corners, size, buffer))
+    setattr(batch, _PATCH_BATCH, True)
+    return batch
+
+
+#: Attribute marking the batches of patches made by :func:`crop_subjects`.
+_PATCH_BATCH = "_torchvox_patch_batch"
+
+
+def is_patch_batch(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` is a batch :func:`crop_subjects` made, whose patches are
+    its views: a loader may then hand it out as the stacked batch, without a copy
+    (no one else holds it)."""
+    return getattr(tensor, _PATCH_BATCH, False) is True
 
 
 class PatchSampler:
