@@ -3,6 +3,7 @@ same results as in the main process, one thread per worker by default."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -76,3 +77,47 @@ def test_workers_use_one_thread_by_default() -> None:
     assert {item["threads"] for item in forked} == {1}
     assert {item["native_threads"] for item in forked} == {1}
     assert torchvox.get_num_threads() >= 1
+
+
+def test_a_fork_while_another_thread_configures_the_pool_does_not_hang() -> None:
+    # A loader may start its workers while another thread (a queue's read-ahead)
+    # runs kernels: a child must not inherit the pool's lock held.
+    import threading
+    import time
+
+    running = threading.Event()
+    running.set()
+
+    def reconfigure() -> None:
+        threads = 1
+        while running.is_set():
+            threads = 3 - threads
+            native().set_num_threads(threads)  # forgets the pool ...
+            native().channel_minima(np.ones((1, 4, 4, 4), np.float32))  # ... rebuilt here
+
+    thread = threading.Thread(target=reconfigure, daemon=True)
+    thread.start()
+    try:
+        children = []
+        for _ in range(40):
+            pid = os.fork()
+            if pid == 0:  # the child: one kernel call, then leave at once
+                try:
+                    native().channel_minima(np.ones((1, 4, 4, 4), np.float32))
+                finally:
+                    os._exit(0)
+            children.append(pid)
+        deadline = time.monotonic() + 30
+        hung = []
+        for pid in children:
+            while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if done[0] == 0:
+                hung.append(pid)
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+        assert hung == []
+    finally:
+        running.clear()
+        thread.join()
+        torchvox.set_num_threads(None)

@@ -4,8 +4,16 @@
 //! `DataLoader` inherits the parent's pool bookkeeping but none of its threads,
 //! and the first parallel call in the child deadlocks. This module keeps one
 //! pool per process id and silently builds a new one after a fork.
+//!
+//! The bookkeeping's lock must not be inherited held either: a fork while
+//! another thread configures the pool (a loader starting its workers while a
+//! read-ahead thread runs a kernel) would leave it locked for ever in the
+//! child. On Linux, fork handlers take the lock before the fork and release
+//! it on both sides.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::UnsafeCell;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -20,22 +28,98 @@ struct PoolState {
     pool: Option<Arc<ThreadPool>>,
 }
 
-static STATE: Mutex<PoolState> = Mutex::new(PoolState {
-    pid: 0,
-    requested: 0,
-    pool: None,
-});
+/// The pool bookkeeping behind a lock that fork handlers can take and
+/// release (a `std::sync::Mutex` cannot be released from a fork handler).
+struct StateLock {
+    locked: AtomicBool,
+    state: UnsafeCell<PoolState>,
+}
+
+// SAFETY: `state` is only reached through a `StateGuard`, which exists only
+// while this thread holds `locked` (see `acquire`).
+unsafe impl Sync for StateLock {}
+
+static STATE: StateLock = StateLock {
+    locked: AtomicBool::new(false),
+    state: UnsafeCell::new(PoolState {
+        pid: 0,
+        requested: 0,
+        pool: None,
+    }),
+};
+
+/// Exclusive access to the pool bookkeeping; releases the lock when dropped.
+struct StateGuard;
+
+impl Deref for StateGuard {
+    type Target = PoolState;
+    fn deref(&self) -> &PoolState {
+        // SAFETY: the guard's existence means this thread holds the lock.
+        unsafe { &*STATE.state.get() }
+    }
+}
+
+impl DerefMut for StateGuard {
+    fn deref_mut(&mut self) -> &mut PoolState {
+        // SAFETY: as in `deref`; the `&mut self` borrow makes it unique.
+        unsafe { &mut *STATE.state.get() }
+    }
+}
+
+impl Drop for StateGuard {
+    fn drop(&mut self) {
+        release();
+    }
+}
+
+/// Takes the lock, yielding while another thread holds it (it is held for a
+/// few integer updates, or while a pool's threads start).
+fn acquire() {
+    while STATE
+        .locked
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        std::thread::yield_now();
+    }
+}
+
+fn release() {
+    STATE.locked.store(false, Ordering::Release);
+}
+
+/// Registers (once per process) the fork handlers that keep a fork from
+/// inheriting the lock held by another thread.
+#[cfg(target_os = "linux")]
+fn register_fork_handlers() {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        extern "C" fn prepare() {
+            acquire();
+        }
+        extern "C" fn after() {
+            release();
+        }
+        // SAFETY: the handlers only flip an atomic flag, which is
+        // async-signal-safe; registration cannot fail but for lack of memory,
+        // in which case the lock is merely not protected across forks.
+        unsafe {
+            libc::pthread_atfork(Some(prepare), Some(after), Some(after));
+        }
+    });
+}
+
+#[cfg(not(target_os = "linux"))]
+fn register_fork_handlers() {}
 
 fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn lock_state() -> std::sync::MutexGuard<'static, PoolState> {
-    // A poisoned lock only means another thread panicked while holding it; the
-    // state itself (a few integers and an Arc) is always consistent.
-    STATE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock_state() -> StateGuard {
+    register_fork_handlers();
+    acquire();
+    StateGuard
 }
 
 /// Sets the number of threads kernels use in this process (0 = all cores).
