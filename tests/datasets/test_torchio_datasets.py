@@ -647,3 +647,12 @@ def test_ct_rate_bad_input(tmp_path: Path) -> None:
     assert len(datasets.CtRate(tmp_path)) == 3
     with pytest.raises(FileNotFoundError):
         datasets.CtRate(tmp_path, verify_paths=True)
+
+
+def test_download_helpers_take_torchio_argument_names(tmp_path) -> None:
+    path = tmp_path / "file.bin"
+    path.write_bytes(b"abc" * 100)
+    md5 = dl.calculate_md5(fpath=path, chunk_size=7)
+    assert dl.check_md5(fpath=path, md5=md5, chunk_size=5)
+    assert dl.check_integrity(fpath=path, md5=md5)
+    assert not dl.check_integrity(fpath=tmp_path / "missing.bin")

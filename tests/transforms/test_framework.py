@@ -768,3 +768,7 @@ def test_constructor_arguments_torchio_accepts() -> None:
     for transform in (tio.Contour(0.0), tio.KeepLargestComponent(0.0)):
         assert transform.probability == 0.0
         assert torch.equal(transform(subject).seg.data, subject.seg.data)
+
+
+def test_pad_lists_its_padding_modes_as_torchio() -> None:
+    assert tio.Pad.PADDING_MODES == torchio.Pad.PADDING_MODES

@@ -18,6 +18,7 @@ import uuid
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from ..types import TypePath
 
@@ -45,25 +46,26 @@ class DatasetNotFoundError(FileNotFoundError, RuntimeError):
     """
 
 
-def calculate_md5(path: TypePath, chunk_size: int = _CHUNK) -> str:
-    """Hex MD5 digest of a file, read in chunks."""
+def calculate_md5(fpath: TypePath, chunk_size: int = _CHUNK) -> str:
+    """Hex MD5 digest of a file, read in chunks (TorchIO's argument names)."""
     digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
+    with open(fpath, "rb") as handle:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def check_md5(path: TypePath, md5: str) -> bool:
-    """Whether the file's MD5 digest is ``md5`` (case-insensitive)."""
-    return calculate_md5(path) == md5.lower()
+def check_md5(fpath: TypePath, md5: str, **kwargs: Any) -> bool:
+    """Whether the file's MD5 digest is ``md5`` (case-insensitive); ``kwargs`` go to
+    :func:`calculate_md5`."""
+    return calculate_md5(fpath, **kwargs) == md5.lower()
 
 
-def check_integrity(path: TypePath, md5: str | None = None) -> bool:
+def check_integrity(fpath: TypePath, md5: str | None = None) -> bool:
     """Whether the file exists and, if ``md5`` is given, has that digest."""
-    if not Path(path).is_file():
+    if not Path(fpath).is_file():
         return False
-    return md5 is None or check_md5(path, md5)
+    return md5 is None or check_md5(fpath, md5)
 
 
 def _layout_message(layout: str | None) -> str:

@@ -219,6 +219,9 @@ class Pad(BoundsTransform):
         PaddingModeError: (a ``KeyError`` and ``ValueError``) for an invalid mode.
     """
 
+    #: The padding modes taken by name (TorchIO's class attribute).
+    PADDING_MODES = PADDING_MODES
+
     _replaces_data = True
 
     _bounds_argument = "padding"
