@@ -248,3 +248,29 @@ def test_benchmark_pipeline_still_interpolates_once(monkeypatch: pytest.MonkeyPa
         [tio.RandomAffine(), tio.RandomElasticDeformation(max_displacement=3), tio.Resample(1.5)]
     )(original)
     assert sorted(calls) == ["LabelMap", "ScalarImage"]
+
+
+def test_history_replays_resample_as_the_subject_was_resampled() -> None:
+    # Transforms applied one by one replay one by one; those a fusing Compose
+    # interpolated together replay fused; a mix replays as it was.
+    original = subject()
+    rotate = tio.Affine(1, (0, 0, 20), 0)
+    zoom = tio.Affine(1.1, (10, 0, 0), 0)
+    shift = tio.Affine(0.9, 0, 2)
+    separate = zoom(rotate(original))
+    fused = tio.Compose([rotate, zoom])(original)
+    mixed = shift(tio.Compose([rotate, zoom])(original))
+    assert not torch.equal(separate.t.data, fused.t.data)
+    for result, fuse in ((separate, False), (fused, True), (mixed, False)):
+        history = result.get_composed_history()
+        assert history.fuse is fuse
+        replayed = history(original)
+        assert torch.equal(replayed.t.data, result.t.data)
+        assert torch.equal(replayed.l.data, result.l.data)
+    nested = mixed.get_composed_history().transforms
+    assert [type(child).__name__ for child in nested] == ["Compose", "Affine"]
+    # A history edited by hand has lost the record: it replays fused, as before.
+    separate.applied_transforms.append(separate.applied_transforms[-1])
+    assert separate.get_composed_history().fuse is True
+    separate.clear_history()
+    assert separate.get_composed_history().fuse is False

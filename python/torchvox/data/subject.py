@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import pprint
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -71,6 +72,10 @@ class Subject(dict[str, object]):
         self._parse_images(self.get_images(intensity_only=False))
         self.update_attributes()
         self.applied_transforms: list[AppliedTransform] = []
+        # For each entry of the history, the fused resampling run it was
+        # applied in (see torchvox.transforms.fusion), or None: a replay then
+        # fuses what was fused and resamples step by step what was not.
+        self._history_runs: list[int | None] = []
 
     def __repr__(self) -> str:
         return (
@@ -341,7 +346,21 @@ class Subject(dict[str, object]):
 
     def add_transform(self, transform: Transform, parameters_dict: dict[str, object]) -> None:
         """Record that ``transform`` was applied with arguments ``parameters_dict``."""
+        from ..transforms.fusion import current_run
+
+        runs = self._aligned_history_runs()
         self.applied_transforms.append((transform.name, parameters_dict))
+        if runs is not None:
+            run = current_run()
+            runs.append(None if run is None else run.number)
+
+    def _aligned_history_runs(self) -> list[int | None] | None:
+        """The fused run of each history entry, or None if that record was lost (a
+        history edited or copied without it)."""
+        runs = getattr(self, "_history_runs", None)
+        if runs is None or len(runs) != len(self.applied_transforms):
+            return None
+        return runs
 
     @property
     def history(self) -> list[Transform]:
@@ -363,11 +382,23 @@ class Subject(dict[str, object]):
         Raises:
             ValueError: If a recorded class name is not a torchvox transform.
         """
+        return [
+            transform
+            for transform, _ in self._applied_transforms_and_runs(
+                ignore_intensity, image_interpolation
+            )
+        ]
+
+    def _applied_transforms_and_runs(
+        self, ignore_intensity: bool, image_interpolation: str | None
+    ) -> list[tuple[Transform, int | None]]:
+        """:meth:`get_applied_transforms`, each with its fused run (None if unknown)."""
         from .. import transforms
 
         intensity_class = getattr(transforms, "IntensityTransform", None)
+        runs = self._aligned_history_runs() or [None] * len(self.applied_transforms)
         result = []
-        for name, arguments in self.applied_transforms:
+        for (name, arguments), run in zip(self.applied_transforms, runs, strict=True):
             transform = _find_transform_class(name)(**arguments)
             if (
                 ignore_intensity
@@ -377,7 +408,7 @@ class Subject(dict[str, object]):
                 continue
             if image_interpolation is not None and hasattr(transform, "image_interpolation"):
                 transform.image_interpolation = transform.parse_interpolation(image_interpolation)
-            result.append(transform)
+            result.append((transform, run))
         return result
 
     def get_composed_history(
@@ -385,15 +416,30 @@ class Subject(dict[str, object]):
         ignore_intensity: bool = False,
         image_interpolation: str | None = None,
     ) -> Compose:
-        """The applied transforms as one :class:`~torchvox.transforms.Compose`."""
+        """The applied transforms as one :class:`~torchvox.transforms.Compose`.
+
+        The replay resamples as the subject was: transforms applied one by one
+        are resampled one by one (``fuse=False``), and those a fusing
+        ``Compose`` interpolated together are fused again (a run among others
+        becomes a nested ``Compose``). A history whose record of this was lost
+        (edited, or copied without it) is replayed with ``fuse=True``.
+        """
         from ..transforms.composition import Compose
 
-        return Compose(
-            self.get_applied_transforms(
-                ignore_intensity=ignore_intensity,
-                image_interpolation=image_interpolation,
-            )
-        )
+        pairs = self._applied_transforms_and_runs(ignore_intensity, image_interpolation)
+        transforms = [transform for transform, _ in pairs]
+        if self._aligned_history_runs() is None:
+            return Compose(transforms)
+        runs = {run for _, run in pairs}
+        if runs == {None}:
+            return Compose(transforms, fuse=False)
+        if len(runs) == 1:
+            return Compose(transforms)
+        children: list[Any] = []
+        for run, group in itertools.groupby(pairs, key=lambda pair: pair[1]):
+            members = [transform for transform, _ in group]
+            children.extend(members if run is None else [Compose(members)])
+        return Compose(children, fuse=False)
 
     def get_inverse_transform(
         self,
@@ -427,6 +473,7 @@ class Subject(dict[str, object]):
     def clear_history(self) -> None:
         """Forget the applied transforms."""
         self.applied_transforms = []
+        self._history_runs = []
 
 
 def _equal(first: Any, second: Any) -> bool:

@@ -27,6 +27,7 @@ Intensity images become float32 if any transform of the run converts them.
 from __future__ import annotations
 
 import contextvars
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 __all__ = ["FusionRun", "apply_fused", "current_run", "is_fusable"]
 
 FillFunction = Callable[[torch.Tensor], "list[float] | float"]
+
+_RUN_NUMBERS = itertools.count()
 
 _CURRENT: contextvars.ContextVar[FusionRun | None] = contextvars.ContextVar(
     "torchvox_fusion_run", default=None
@@ -65,6 +68,8 @@ class FusionRun:
 
     def __init__(self) -> None:
         self._images: dict[int, tuple[Image, _LazyImage]] = {}
+        #: Distinct for every run of the process (recorded in subject histories).
+        self.number = next(_RUN_NUMBERS)
         #: Whether a step moved an image to a coarser grid (the run must end).
         self.coarsened = False
 
