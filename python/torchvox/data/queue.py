@@ -44,15 +44,17 @@ def _count(name: str, value: Any, minimum: int) -> int:
     Raises:
         ValueError: If ``value`` is not such an integer.
     """
-    kind = "positive" if minimum == 1 else "non-negative"
-    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.is_floating_point()):
-        raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
+    error = ValueError(
+        f"{name} must be a {'positive' if minimum == 1 else 'non-negative'} integer, got {value!r}"
+    )
+    if isinstance(value, bool):  # an int to operator.index
+        raise error
     try:
-        count = operator.index(value)
+        count = operator.index(value)  # refuses floats and float tensors
     except TypeError:
-        raise ValueError(f"{name} must be a {kind} integer, got {value!r}") from None
+        raise error from None
     if count < minimum:
-        raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
+        raise error
     return count
 
 
@@ -152,9 +154,10 @@ class Queue(Dataset):
         self._num_sampled_subjects = 0
         self._arena: SharedArena | None = None
         self._workers: PatchWorkers | None = None
-        # The process whose workers and shared memory this queue holds: a
-        # forked copy (e.g. in the workers of a later queue) must leave them.
-        self._pid: int | None = os.getpid()
+        # The process that started this queue's workers (and holds its shared
+        # memory), set when they start: a forked copy (e.g. in the workers of a
+        # later queue) must leave them.
+        self._pid: int | None = None
         if self.shuffle_subjects and self.subject_sampler is not None:
             raise ValueError(
                 "The flag shuffle_subjects cannot be set when a subject sampler is passed"

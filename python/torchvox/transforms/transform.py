@@ -136,19 +136,20 @@ def _unshare(data: Any, pointers: set[int]) -> None:
             image.set_data(clone(value))
 
 
-def _as_key_list(keys: Iterable[str] | None) -> list[str] | None:
+def _as_key_list(keys: Iterable[str] | None, name: str) -> list[str] | None:
     """Image names given as any iterable (a list, a dict's keys, a NumPy array, a
     generator: TorchIO takes them all) as a list, read once.
 
     Raises:
-        ValueError: If a name is not a string.
+        ValueError: If a name is not a string (the iterable itself is checked by
+            :meth:`Transform.validate_keys_sequence`).
     """
     if keys is None:
         return None
     names = list(keys)
-    if not all(isinstance(name, str) for name in names):
-        raise ValueError(f"image names must be strings, got {names!r}")
-    return [str(name) for name in names]
+    if not all(isinstance(key, str) for key in names):
+        raise ValueError(f'"{name}" must contain only strings, got {names!r}')
+    return [str(key) for key in names]
 
 
 class Transform(ABC):
@@ -227,7 +228,7 @@ class Transform(ABC):
         if not isinstance(parse_input, bool | np.bool_):
             raise TypeError(f'"parse_input" must be a bool, got {parse_input!r}')
         self.parse_input = bool(parse_input)
-        self.label_keys = _as_key_list(label_keys)
+        self.label_keys = _as_key_list(label_keys, "label_keys")
         #: Names of the attributes that reproduce (and invert) this transform.
         self.args_names: list[str] = []
 
@@ -620,11 +621,12 @@ class Transform(ABC):
         Transform.validate_keys_sequence(include, "include")
         Transform.validate_keys_sequence(exclude, "exclude")
         Transform.validate_keys_sequence(label_keys, "label_keys")
-        return _as_key_list(include), _as_key_list(exclude)
+        return _as_key_list(include, "include"), _as_key_list(exclude, "exclude")
 
     @staticmethod
     def validate_keys_sequence(keys: object, name: str) -> None:
-        """Ensure ``keys`` is None or a sequence of strings (not a string).
+        """Ensure ``keys`` is None or an iterable other than a string, as TorchIO does
+        (its items are checked when they are read into a list).
 
         Raises:
             ValueError: Otherwise.
@@ -635,11 +637,6 @@ class Transform(ABC):
             raise ValueError(f'"{name}" must be a sequence of strings, not the string {keys!r}')
         if not isinstance(keys, Iterable):
             raise ValueError(f'"{name}" must be a sequence of strings, got {keys!r}')
-        if isinstance(keys, Iterator):
-            return  # checked by _as_key_list, which reads it once
-        for key in keys:
-            if not isinstance(key, str):
-                raise ValueError(f'"{name}" must contain only strings, got {keys!r}')
 
     # TorchIO's private name.
     _validate_keys_sequence = validate_keys_sequence

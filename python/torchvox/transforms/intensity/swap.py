@@ -55,6 +55,21 @@ def _parse_locations(locations: object, name: str = "locations") -> list[tuple[A
     return parsed
 
 
+def _room(spatial_shape: Sequence[int], patch_size: Sequence[int]) -> np.ndarray:
+    """Voxels left around a patch along each axis.
+
+    Raises:
+        ValueError: If the patch is larger than the image.
+    """
+    room = np.array(spatial_shape) - np.array(patch_size)
+    if (room < 0).any():
+        raise ValueError(
+            f"Patch size {tuple(patch_size)} cannot be larger than image spatial shape"
+            f" {tuple(spatial_shape)}"
+        )
+    return room
+
+
 def get_random_indices_from_shape(
     spatial_shape: Sequence[int], patch_size: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -69,14 +84,8 @@ def get_random_indices_from_shape(
     Raises:
         ValueError: If the patch is larger than the image.
     """
-    shape_array = np.array(spatial_shape)
     patch_array = np.array(patch_size)
-    room = shape_array - patch_array
-    if (room < 0).any():
-        raise ValueError(
-            f"Patch size {tuple(patch_size)} cannot be larger than image spatial shape"
-            f" {tuple(spatial_shape)}"
-        )
+    room = _room(spatial_shape, patch_size)
     coordinates = []
     for max_coordinate in room.astype(np.uint16).tolist():
         if max_coordinate == 0:
@@ -130,10 +139,7 @@ class RandomSwap(RandomTransform, IntensityTransform):
         """
         spatial_shape = tuple(tensor.shape[-3:])
         size = [int(value) for value in patch_size.tolist()]
-        room = np.array(spatial_shape) - np.array(size)
-        if num_iterations and (room < 0).any():
-            get_random_indices_from_shape(spatial_shape, size)  # raises its clear error
-        if num_iterations and (room <= 1).all():
+        if num_iterations and (_room(spatial_shape, size) <= 1).all():
             # Corners are drawn below the room, so every draw would be (0, 0, 0):
             # TorchIO redraws the second patch for ever.
             raise ValueError(
